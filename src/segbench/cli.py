@@ -1,0 +1,149 @@
+"""Command line: one sub-command per pipeline stage, plus tools.
+
+    segbench download | preprocess | train MODEL | evaluate MODEL | profile MODEL | plot
+    segbench check                 validate params.yaml and exit
+    segbench generate OUT ...      write a synthetic dataset anywhere
+
+The DVC stage scripts in stages/ call these. A user mistake (SegbenchError) becomes one line
+on stderr and exit code 2; anything else is our bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import SegbenchError
+
+RAW_DIR = Path("data/raw")
+PROCESSED_DIR = Path("data/processed")
+METRICS_DIR = Path("metrics")
+PLOTS_DIR = Path("plots")
+
+
+def checkpoint_path(model: str) -> Path:
+    return Path("data/checkpoints") / f"{model}.pt"
+
+
+def metrics_path(model: str, part: str) -> Path:
+    return METRICS_DIR / model / f"{part}.json"
+
+
+def train_log_dir(model: str) -> Path:
+    return PLOTS_DIR / model / "train_log"
+
+
+def _params(args):
+    from .config import load_params
+
+    return load_params(args.params)
+
+
+def cmd_check(args) -> None:
+    params = _params(args)
+    print(f"{args.params}: ok ({len(params.models)} models: {', '.join(params.models)})")
+
+
+def cmd_download(args) -> None:
+    from .data.download import download
+
+    download(_params(args), RAW_DIR)
+
+
+def cmd_preprocess(args) -> None:
+    from .data.preprocess import preprocess
+
+    manifest = preprocess(_params(args), RAW_DIR, PROCESSED_DIR)
+    print(f"preprocessed {manifest['splits']} at {manifest['image_size']} into {PROCESSED_DIR}")
+
+
+def cmd_train(args) -> None:
+    from .io import write_json
+    from .train import train_and_save
+
+    params = _params(args)
+    spec = params.model(args.model)
+    metrics = train_and_save(spec, PROCESSED_DIR, checkpoint_path(args.model), seed=params.seed, log_dir=train_log_dir(args.model))
+    write_json(metrics_path(args.model, "train"), metrics)
+    print(f"{args.model}: best val mIoU {metrics['best_val_miou']:.4f} at epoch {metrics['best_epoch']} in {metrics['train_time_s']:.1f} s")
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluate import evaluate_checkpoint
+    from .io import write_json
+
+    params = _params(args)
+    params.model(args.model)
+    report, _ = evaluate_checkpoint(checkpoint_path(args.model), PROCESSED_DIR, params.evaluate.split,
+                                    params.evaluate.batch_size, params.train.device)
+    write_json(metrics_path(args.model, "eval"), report)
+    print(f"{args.model}: {params.evaluate.split} mIoU {report['miou']:.4f}")
+
+
+def cmd_profile(args) -> None:
+    from .checkpoint import load_checkpoint
+    from .io import write_json
+    from .profile import profile
+
+    params = _params(args)
+    params.model(args.model)
+    cfg = params.profile
+    model, ckpt = load_checkpoint(checkpoint_path(args.model))
+    result = profile(model, tuple(ckpt["image_size"]), threads=cfg.threads, warmup=cfg.warmup, min_runs=cfg.min_runs,
+                     max_runs=cfg.max_runs, time_budget_s=cfg.time_budget_s, cuda=None if cfg.device != "cpu" else False)
+    write_json(metrics_path(args.model, "profile"), result)
+    print(f"{args.model}: {result['params']:,} params, CPU latency {result['latency_cpu_ms']:.2f} ms ({result['latency_cpu_stop_reason']})")
+
+
+def cmd_plot(args) -> None:
+    from .report import build_report
+
+    params = _params(args)
+    df = build_report(METRICS_DIR, PLOTS_DIR, list(params.models), dpi=params.plot.dpi)
+    print(df[["miou", "train_time_s", "latency_cpu_ms", "size_mb"]].to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+def cmd_generate(args) -> None:
+    from .data.sources.synthetic import generate
+
+    generate(Path(args.out), seed=args.seed, sizes={"train": args.train, "val": args.val, "test": args.test},
+             height=args.size[0], width=args.size[1], num_classes=args.classes)
+    print(f"wrote synthetic dataset to {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segbench", description="Reproducible segmentation benchmarks (PyTorch + DVC).")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="validate the params file").set_defaults(fn=cmd_check)
+    sub.add_parser("download", help="stage: fetch or generate the raw dataset").set_defaults(fn=cmd_download)
+    sub.add_parser("preprocess", help="stage: decode + resize into the cache").set_defaults(fn=cmd_preprocess)
+    for name, fn, what in (("train", cmd_train, "train one model"), ("evaluate", cmd_evaluate, "score one model"),
+                           ("profile", cmd_profile, "measure one model's cost")):
+        p = sub.add_parser(name, help=f"stage: {what}")
+        p.add_argument("model", help="a key of models: in the params file")
+        p.set_defaults(fn=fn)
+    sub.add_parser("plot", help="stage: cross-model tables and plots").set_defaults(fn=cmd_plot)
+    gen = sub.add_parser("generate", help="write a synthetic dataset (the embedded default) to a folder")
+    gen.add_argument("out")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--train", type=int, default=320)
+    gen.add_argument("--val", type=int, default=80)
+    gen.add_argument("--test", type=int, default=80)
+    gen.add_argument("--size", type=int, nargs=2, default=(64, 64), metavar=("H", "W"))
+    gen.add_argument("--classes", type=int, default=6)
+    gen.set_defaults(fn=cmd_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except SegbenchError as exc:
+        print(f"segbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("segbench: interrupted", file=sys.stderr)
+        return 130
+    return 0

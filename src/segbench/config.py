@@ -1,0 +1,200 @@
+"""params.yaml -> typed, validated config objects.
+
+Every stage loads and validates the whole file before it writes anything, so a typo in any
+section fails fast with one line naming the key, e.g.
+``params.yaml: train.epocs: unknown key (did you mean 'epochs'?); valid keys under train: ...``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import ConfigError
+from .schema import option, parse
+
+
+def _source_names() -> list[str]:
+    from .data.sources import SOURCES
+
+    return SOURCES.names()
+
+
+def _loss_names() -> list[str]:
+    from .losses import LOSSES
+
+    return LOSSES.names()
+
+
+def _optimizer_names() -> list[str]:
+    from .optim import OPTIMIZERS
+
+    return OPTIMIZERS.names()
+
+
+def _scheduler_names() -> list[str]:
+    from .optim import SCHEDULERS
+
+    return SCHEDULERS.names()
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """The embedded default dataset (see segbench.data.sources.synthetic)."""
+
+    num_train: int = option(320, min=1)
+    num_val: int = option(80, min=1)
+    num_test: int = option(80, min=1)
+    height: int = option(64, min=16, max=4096)
+    width: int = option(64, min=16, max=4096)
+    num_classes: int = option(6, min=2, max=8)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = option("synthetic", choices=_source_names)
+    image_size: tuple[int, int] = option((64, 64), min=8, max=8192)  # (height, width)
+    ignore_index: int = option(255, min=0, max=255)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = option(10, min=1)
+    batch_size: int = option(16, min=1)
+    optimizer: str = option("adam", choices=_optimizer_names)
+    lr: float = option(1e-3, min=0.0, min_exclusive=True)
+    momentum: float = option(0.9, min=0.0, max=1.0)
+    weight_decay: float = option(0.0, min=0.0)
+    scheduler: str = option("cosine", choices=_scheduler_names)
+    loss: str = option("cross_entropy", choices=_loss_names)
+    augment: bool = False
+    device: str = option("auto", choices=("auto", "cpu", "cuda"))
+    num_workers: int = option(0, min=0)
+    threads: int = option(0, min=0)  # 0: leave torch's default
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    split: str = option("test", choices=("val", "test"))
+    batch_size: int = option(32, min=1)
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    warmup: int = option(5, min=0)
+    min_runs: int = option(20, min=3)
+    max_runs: int = option(500, min=3)
+    time_budget_s: float = option(8.0, min=0.0, min_exclusive=True)
+    threads: int = option(0, min=0)  # 0: all physical cores torch sees by default
+    device: str = option("auto", choices=("auto", "cpu", "cuda"))
+
+    def __post_init__(self) -> None:
+        if self.max_runs < self.min_runs:
+            raise ConfigError(f"max_runs ({self.max_runs}) must be >= min_runs ({self.min_runs})")
+
+
+@dataclass(frozen=True)
+class PlotConfig:
+    dpi: int = option(120, min=50, max=600)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of `models:`: an architecture, its options and its training settings."""
+
+    name: str
+    arch: str
+    options: dict[str, Any]
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int
+    data: DataConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    profile: ProfileConfig
+    plot: PlotConfig
+    models: dict[str, ModelSpec]
+    source: str = "params.yaml"
+
+    def model(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise ConfigError(f"{self.source}: models: no model named {name!r}; defined: {', '.join(self.models)}")
+        return self.models[name]
+
+
+_TOP_KEYS = ("seed", "data", "train", "evaluate", "profile", "plot", "models")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _parse_models(raw: Any, shared_train: TrainConfig) -> dict[str, ModelSpec]:
+    from .models import validate_model_options
+
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("models: must be a non-empty mapping of model name -> {arch: ..., options}")
+    seen: dict[str, str] = {}
+    specs = {}
+    for name, entry in raw.items():
+        key = f"models.{name}"
+        if not isinstance(name, str) or not _MODEL_NAME.match(name):
+            raise ConfigError(f"{key}: invalid model name; use letters, digits, '_', '-', '.' (it names files and DVC stages)")
+        if name.lower() in seen:
+            raise ConfigError(f"{key}: duplicates models.{seen[name.lower()]} (names must differ in more than case: they name files)")
+        seen[name.lower()] = name
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{key}: {entry!r} is not valid; expected a mapping with at least 'arch'")
+        entry = dict(entry)
+        if "arch" not in entry:
+            raise ConfigError(f"{key}.arch: required key is missing")
+        arch = entry.pop("arch")
+        train = parse(TrainConfig, entry.pop("train", None), f"{key}.train", base=shared_train)
+        options = validate_model_options(arch, entry, key)
+        specs[name] = ModelSpec(name=name, arch=arch, options=options, train=train)
+    return specs
+
+
+def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
+    try:
+        if not isinstance(raw, dict):
+            raise ConfigError("the file must be a mapping with sections: " + ", ".join(_TOP_KEYS))
+        parse_top = {k: v for k, v in raw.items() if k != "models"}
+
+        @dataclass(frozen=True)
+        class _Top:
+            seed: int = option(0, min=0, max=2**32 - 1)
+            data: DataConfig = field(default_factory=DataConfig)
+            train: TrainConfig = field(default_factory=TrainConfig)
+            evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+            profile: ProfileConfig = field(default_factory=ProfileConfig)
+            plot: PlotConfig = field(default_factory=PlotConfig)
+
+        unknown = [k for k in raw if k not in _TOP_KEYS]
+        if unknown:
+            from .registry import did_you_mean
+
+            raise ConfigError(f"{unknown[0]}: unknown section{did_you_mean(unknown[0], list(_TOP_KEYS))}; valid: {', '.join(_TOP_KEYS)}")
+        top = parse(_Top, parse_top, "")
+        models = _parse_models(raw.get("models"), top.train)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return Params(seed=top.seed, data=top.data, train=top.train, evaluate=top.evaluate,
+                  profile=top.profile, plot=top.plot, models=models, source=source)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found; run from the repository root (where dvc.yaml is)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return params_from_dict(raw, str(path))

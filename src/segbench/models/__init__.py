@@ -1,0 +1,65 @@
+"""Model registry: an architecture is a name, an options dataclass and a builder.
+
+    build_model("unet", num_classes=6, base_channels=16)
+
+Adding an architecture is one module that calls `register_model` plus one import line below.
+Every model maps (N, 3, H, W) images to (N, num_classes, H, W) logits for any H and W.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import Registry
+from ..schema import parse, to_dict
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    build: Callable[[int, Any], nn.Module]
+    options: type
+
+
+MODELS: Registry[ModelEntry] = Registry("model arch")
+
+
+def register_model(name: str, options: type) -> Callable:
+    """Decorator for a builder `fn(num_classes, options) -> nn.Module`."""
+
+    def add(build: Callable[[int, Any], nn.Module]) -> Callable[[int, Any], nn.Module]:
+        MODELS.add(name, ModelEntry(build=build, options=options))
+        return build
+
+    return add
+
+
+def parse_model_options(arch: Any, options: dict, where: str = "model") -> Any:
+    if not isinstance(arch, str):
+        raise ConfigError(f"{where}.arch: {arch!r} is not valid; expected one of: {', '.join(MODELS.names())}")
+    entry = MODELS.get(arch, f"{where}.arch")
+    return parse(entry.options, options, where)
+
+
+def validate_model_options(arch: Any, options: dict, where: str) -> dict[str, Any]:
+    """Check a params.yaml model entry; returns its options with defaults filled in."""
+    return to_dict(parse_model_options(arch, options, where))
+
+
+def build_model(arch: str, num_classes: int, **options: Any) -> nn.Module:
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes: {num_classes!r} is not valid; expected an integer >= 1")
+    opts = parse_model_options(arch, options, arch)
+    return MODELS.get(arch).build(num_classes, opts)
+
+
+def options_of(arch: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(MODELS.get(arch).options)]
+
+
+# One line per architecture family: importing the module registers it.
+from . import unet  # noqa: E402,F401
+from . import deeplabv3  # noqa: E402,F401

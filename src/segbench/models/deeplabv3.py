@@ -1,0 +1,74 @@
+"""DeepLabV3 (Chen et al., 2017) over a torchvision backbone, with ASPP or a plain head.
+
+`aspp: false` replaces the ASPP module by one 3x3 conv + BN + ReLU, the ablation the course
+studies ask for; everything else (backbone, output stride, classifier) stays the same.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.segmentation.deeplabv3 import ASPP
+
+from ..errors import ConfigError
+from ..schema import option
+from . import register_model
+from .backbones import BACKBONES, build_backbone
+
+
+class PlainHead(nn.Sequential):
+    def __init__(self, cin: int, channels: int, num_classes: int) -> None:
+        super().__init__(
+            nn.Conv2d(cin, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, num_classes, 1),
+        )
+
+
+class ASPPHead(nn.Sequential):
+    """torchvision's ASPP, then 3x3 conv + BN + ReLU and the 1x1 classifier (as DeepLabHead)."""
+
+    def __init__(self, cin: int, channels: int, num_classes: int, rates: tuple[int, ...]) -> None:
+        super().__init__(
+            ASPP(cin, list(rates), out_channels=channels),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, num_classes, 1),
+        )
+
+
+class DeepLabV3(nn.Module):
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.backbone(x))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@dataclass(frozen=True)
+class DeepLabV3Options:
+    backbone: str = option("resnet18", choices=lambda: BACKBONES.names())
+    aspp: bool = True
+    output_stride: int = option(16, choices=(8, 16, 32))
+    head_channels: int = option(256, min=1)
+    atrous_rates: Optional[tuple[int, int, int]] = option(None, min=1)  # None: (6,12,18) at OS 16, doubled at OS 8
+    pretrained: bool = False
+
+    def __post_init__(self) -> None:
+        allowed = BACKBONES.get(self.backbone).output_strides
+        if self.output_stride not in allowed:
+            raise ConfigError(f"output_stride: {self.output_stride} not available for backbone {self.backbone}; valid: {', '.join(map(str, allowed))}")
+
+
+@register_model("deeplabv3", DeepLabV3Options)
+def build_deeplabv3(num_classes: int, opts: DeepLabV3Options) -> nn.Module:
+    backbone, channels = build_backbone(opts.backbone, opts.output_stride, opts.pretrained, where="deeplabv3")
+    if opts.aspp:
+        rates = opts.atrous_rates or tuple(r * 16 // min(opts.output_stride, 16) for r in (6, 12, 18))
+        head = ASPPHead(channels, opts.head_channels, num_classes, rates)
+    else:
+        head = PlainHead(channels, opts.head_channels, num_classes)
+    return DeepLabV3(backbone, head)

@@ -1,0 +1,185 @@
+"""The training loop: one model, one config, deterministic on CPU for a given seed.
+
+Selects the epoch with the best validation mIoU; that checkpoint is the stage's output.
+Per-epoch curves go to DVCLive; a progress bar appears only on a terminal.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .checkpoint import save_checkpoint
+from .config import ModelSpec, TrainConfig
+from .data.dataset import SegmentationCache
+from .errors import TrainingError
+from .evaluate import run_evaluation
+from .losses import build_loss
+from .models import build_model
+from .optim import build_optimizer, build_scheduler
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device: cuda requested but no CUDA device is available; use device: auto or cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    images: int
+    step_time_s: float
+    data_wait_s: float
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+
+
+def _progress(iterable, desc: str, total: int):
+    if not sys.stderr.isatty():
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False)
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                    device: torch.device, epoch: int) -> EpochStats:
+    model.train()
+    total_loss, images, step_time, data_wait = 0.0, 0, 0.0, 0.0
+    tick = time.perf_counter()
+    for step, (x, y) in enumerate(_progress(loader, f"epoch {epoch}", len(loader)), start=1):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        start = time.perf_counter()
+        data_wait += start - tick
+        loss = loss_fn(model(x), y)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}; lower train.lr or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item()
+        images += x.shape[0]
+        tick = time.perf_counter()
+        step_time += tick - start
+    return EpochStats(total_loss / max(1, len(loader)), images, step_time, data_wait)
+
+
+def fit_without_gradients(model: nn.Module, data: SegmentationCache, ignore_index: int) -> None:
+    """Models with no trainable parameters (the class prior) learn from the masks directly."""
+    fit = getattr(model, "fit_from_masks", None)
+    if fit is None:
+        raise TrainingError(f"{type(model).__name__} has no trainable parameters and no fit_from_masks method")
+    fit(torch.from_numpy(np.asarray(data.masks).astype(np.int64)), ignore_index)
+
+
+def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None = None) -> TrainResult:
+    cfg: TrainConfig = spec.train
+    generator = seed_everything(seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    train_set = SegmentationCache(cache_dir, "train", augment=cfg.augment, seed=seed)
+    val_set = SegmentationCache(cache_dir, "val")
+    num_classes, ignore = len(train_set.class_names), train_set.manifest["ignore_index"]
+    model = build_model(spec.arch, num_classes, **spec.options).to(device)
+    loss_fn = build_loss(cfg.loss, ignore).to(device)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                        drop_last=len(train_set) > cfg.batch_size,  # BatchNorm needs > 1 sample per batch
+                        num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
+    val_loader = DataLoader(val_set, batch_size=max(cfg.batch_size, 32), shuffle=False)
+
+    live = _open_live(log_dir)
+    history: list[dict] = []
+    started = time.perf_counter()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        fit_without_gradients(model, train_set, ignore)
+        epochs_run, images, step_time, data_wait = 1, len(train_set), time.perf_counter() - started, 0.0
+        evaluation = run_evaluation(model, val_loader, num_classes, ignore, device, loss_fn)
+        best_miou, best_epoch, best_state = evaluation.scores.miou, 1, model.state_dict()
+        history.append({"epoch": 1, "train_loss": float("nan"), "val_loss": evaluation.loss, "val_miou": best_miou, "lr": 0.0})
+    else:
+        optimizer = build_optimizer(trainable, cfg)
+        scheduler = build_scheduler(optimizer, cfg)
+        best_miou, best_epoch, best_state = -1.0, 0, None
+        images, step_time, data_wait = 0, 0.0, 0.0
+        for epoch in range(1, cfg.epochs + 1):
+            lr = optimizer.param_groups[0]["lr"]
+            stats = train_one_epoch(model, loader, loss_fn, optimizer, device, epoch)
+            evaluation = run_evaluation(model, val_loader, num_classes, ignore, device, loss_fn)
+            scheduler.step()
+            images, step_time, data_wait = images + stats.images, step_time + stats.step_time_s, data_wait + stats.data_wait_s
+            miou = evaluation.scores.miou
+            history.append({"epoch": epoch, "train_loss": stats.loss, "val_loss": evaluation.loss, "val_miou": miou, "lr": lr})
+            _log_epoch(live, history[-1])
+            if miou > best_miou:
+                best_miou, best_epoch = miou, epoch
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        epochs_run = cfg.epochs
+        model.load_state_dict(best_state)
+    if live is not None:
+        live.end()
+    wall = time.perf_counter() - started
+    metrics = {
+        "train_time_s": wall,
+        "time_per_epoch_s": wall / epochs_run,
+        "epochs": epochs_run,
+        "best_epoch": best_epoch,
+        "best_val_miou": best_miou,
+        "final_train_loss": history[-1]["train_loss"],
+        "images_per_s": images / step_time if step_time > 0 else float("nan"),
+        "data_wait_fraction": data_wait / (data_wait + step_time) if step_time > 0 else 0.0,
+        "device": device.type,
+        "threads": torch.get_num_threads(),
+    }
+    return TrainResult(model=model.cpu(), metrics=metrics, history=history)
+
+
+def _open_live(log_dir: Path | None):
+    if log_dir is None:
+        return None
+    from dvclive import Live
+
+    return Live(dir=str(log_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+
+
+def _log_epoch(live, row: dict) -> None:
+    if live is None:
+        return
+    for key in ("train_loss", "val_loss", "val_miou", "lr"):
+        if math.isfinite(row[key]):
+            live.log_metric(key, row[key])
+    live.next_step()
+
+
+def train_and_save(spec: ModelSpec, cache_dir: Path, checkpoint_path: Path, *, seed: int, log_dir: Path | None = None) -> dict:
+    result = train(spec, cache_dir, seed=seed, log_dir=log_dir)
+    data = SegmentationCache(cache_dir, "val")
+    save_checkpoint(checkpoint_path, result.model, arch=spec.arch, options=spec.options, class_names=data.class_names,
+                    image_size=data.manifest["image_size"], epoch=result.metrics["best_epoch"],
+                    val_miou=result.metrics["best_val_miou"])
+    return result.metrics

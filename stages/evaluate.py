@@ -1,0 +1,7 @@
+"""DVC stage `evaluate@<model>`: python stages/evaluate.py MODEL (see segbench.cli.cmd_evaluate)."""
+import sys
+
+from segbench.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["evaluate", *sys.argv[1:]]))
