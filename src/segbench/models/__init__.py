@@ -63,3 +63,10 @@ def options_of(arch: str) -> list[str]:
 # One line per architecture family: importing the module registers it.
 from . import unet  # noqa: E402,F401
 from . import deeplabv3  # noqa: E402,F401
+from . import unet_lean  # noqa: E402,F401
+from . import fcn_baseline  # noqa: E402,F401
+from . import resnet_unet  # noqa: E402,F401
+from . import enet  # noqa: E402,F401
+from . import esnet  # noqa: E402,F401
+from . import torchvision_zoo  # noqa: E402,F401
+from . import prior  # noqa: E402,F401

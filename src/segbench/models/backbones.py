@@ -69,6 +69,9 @@ def _vgg(net: nn.Module, output_stride: int) -> tuple[nn.Module, int]:
             if isinstance(m, nn.Conv2d):
                 m.dilation, m.padding = (2, 2), (2, 2)
     kept = [m for i, m in enumerate(features) if i not in pools[len(pools) - drop:]]
+    for m in kept:
+        if isinstance(m, nn.MaxPool2d):
+            m.ceil_mode = True  # inputs under 16 px would otherwise pool to an empty map
     return nn.Sequential(*kept), 512
 
 

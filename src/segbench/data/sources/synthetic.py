@@ -12,6 +12,7 @@ parallel or partial and still give identical files.
 """
 from __future__ import annotations
 
+import colorsys
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,7 @@ def _ring(u, v, r, rng):
 
 
 def _pole(u, v, r, rng):
-    half_width = max(0.6, r * rng.uniform(0.06, 0.12))
+    half_width = max(0.9, r * rng.uniform(0.09, 0.15))
     return (np.abs(u) <= half_width) & (np.abs(v) <= r * rng.uniform(1.6, 3.0))
 
 
@@ -108,11 +109,12 @@ OBJECT_CLASSES: tuple[ObjectClass, ...] = (
     ObjectClass("box", 3, (0.10, 0.22), _box, _stripes),
     ObjectClass("triangle", 2, (0.16, 0.30), _triangle, _checker),
     ObjectClass("ring", 2, (0.14, 0.26), _ring, _flat),
-    ObjectClass("pole", 2, (0.10, 0.16), _pole, _flat),
+    ObjectClass("pole", 3, (0.10, 0.16), _pole, _flat),
     ObjectClass("cross", 1, (0.10, 0.20), _cross, _fine_stripes),
     ObjectClass("blob", 1, (0.10, 0.20), _blob, _speckle),
 )
 MAX_CLASSES = len(OBJECT_CLASSES) + 1
+COLOUR_FREEDOM = 0.35  # share of objects whose colour ignores their class
 
 
 def class_names(num_classes: int) -> list[str]:
@@ -123,6 +125,14 @@ def class_names(num_classes: int) -> list[str]:
 
 def _random_colour(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0.08, 0.92, 3)
+
+
+def _object_colour(rng: np.random.Generator, k: int) -> np.ndarray:
+    """Each class leans towards its own hue, but a third of objects take any colour."""
+    if rng.random() < COLOUR_FREEDOM:
+        return _random_colour(rng)
+    hue = (k / len(OBJECT_CLASSES) + rng.normal(0, 0.06)) % 1.0
+    return np.asarray(colorsys.hsv_to_rgb(hue, rng.uniform(0.35, 0.9), rng.uniform(0.45, 0.95)))
 
 
 def _value_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
@@ -164,15 +174,15 @@ def generate_sample(rng: np.random.Generator, height: int, width: int, num_class
         u = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
         v = -(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)
         inside = cls.shape(u, v, r, rng)
-        shade = 0.55 + 0.45 * cls.texture(u, v, rng)
-        image[inside] = (_random_colour(rng) * shade[inside][:, None])
+        shade = 0.4 + 0.6 * cls.texture(u, v, rng)
+        image[inside] = _object_colour(rng, k) * shade[inside][:, None]
         mask[inside] = k + 1
 
     gradient = rng.uniform(0.65, 1.0) + rng.uniform(-0.35, 0.35) * ((xx / width - 0.5) * np.cos(theta_l := rng.uniform(0, 2 * np.pi)) + (yy / height - 0.5) * np.sin(theta_l))
     image = image * gradient[..., None]
-    if rng.random() < 0.5:
-        image = _blur(image, rng.uniform(0.5, 0.9))
-    image = image + rng.normal(0, rng.uniform(0.01, 0.05), image.shape)
+    if rng.random() < 0.3:
+        image = _blur(image, rng.uniform(0.4, 0.7))
+    image = image + rng.normal(0, rng.uniform(0.01, 0.04), image.shape)
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), mask
 
 

@@ -1,0 +1,70 @@
+"""A params mistake is one clear line on stderr, exit code 2, no traceback, nothing written."""
+import copy
+
+import pytest
+
+from conftest import TINY_PARAMS, segbench, write_params
+
+CASES = {
+    "unknown_arch": (("models", "unet", "arch"), "unet3", ["models.unet.arch", "unet3", "deeplabv3", "unet"]),
+    "unknown_dataset": (("data", "dataset"), "cityscapez", ["data.dataset", "cityscapez", "synthetic"]),
+    "misspelled_key": (("train", "epocs"), 3, ["train.epocs", "unknown key", "epochs"]),
+    "negative_epochs": (("train", "epochs"), -1, ["train.epochs", "-1", ">= 1"]),
+    "model_override_bad_type": (("models", "unet", "train", "lr"), "fast", ["models.unet.train.lr", "'fast'", "number"]),
+    "bad_backbone": (("models", "deeplab", "backbone"), "resnet19", ["models.deeplab.backbone", "resnet19", "resnet18"]),
+    "bad_bool": (("models", "deeplab", "aspp"), "maybe", ["models.deeplab.aspp", "maybe", "true or false"]),
+    "unknown_section": (("trian",), {}, ["trian", "unknown section", "train"]),
+}
+
+
+def set_key(params: dict, path: tuple, value) -> dict:
+    out = copy.deepcopy(params)
+    node = out
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    return out
+
+
+@pytest.mark.parametrize("stage", [["check"], ["download"], ["train", "unet"]])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_params_fail_cleanly(tmp_path, case, stage):
+    path, value, must_mention = CASES[case]
+    write_params(tmp_path / "params.yaml", set_key(TINY_PARAMS, path, value))
+    proc = segbench(stage, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert lines[0].startswith("segbench: error: params.yaml: ")
+    for needle in must_mention:
+        assert needle in lines[0], (needle, lines[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing half-written
+
+
+def test_empty_models_and_case_duplicates(tmp_path):
+    write_params(tmp_path / "params.yaml", set_key(TINY_PARAMS, ("models",), {}))
+    proc = segbench(["check"], tmp_path)
+    assert proc.returncode == 2 and "models: must be a non-empty mapping" in proc.stderr
+    models = {"UNet": {"arch": "unet"}, "unet": {"arch": "unet"}}
+    write_params(tmp_path / "params.yaml", set_key(TINY_PARAMS, ("models",), models))
+    proc = segbench(["check"], tmp_path)
+    assert proc.returncode == 2 and "models.unet: duplicates models.UNet" in proc.stderr
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("seed: 0\ntrain:\n  epochs: [1\n")
+    proc = segbench(["check"], tmp_path)
+    assert proc.returncode == 2 and "params.yaml: line" in proc.stderr and "not valid YAML" in proc.stderr
+
+
+def test_unknown_model_name_on_the_command_line(tmp_path):
+    write_params(tmp_path / "params.yaml", TINY_PARAMS)
+    proc = segbench(["train", "nope"], tmp_path)
+    assert proc.returncode == 2 and "no model named 'nope'" in proc.stderr and "unet, deeplab" in proc.stderr
+
+
+def test_valid_params_pass(tmp_path):
+    write_params(tmp_path / "params.yaml", TINY_PARAMS)
+    proc = segbench(["check"], tmp_path)
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,61 @@
+"""The whole DAG through real `dvc repro` on tiny synthetic data."""
+import json
+import re
+
+import pytest
+import yaml
+
+from conftest import run
+
+pytestmark = pytest.mark.integration
+
+MODELS = ("unet", "deeplab")
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def dvc(args, cwd):
+    import sys
+
+    return run([sys.executable, "-m", "dvc", *args], cwd)
+
+
+def test_repro_end_to_end_then_noop_then_one_model_edit(workspace):
+    first = dvc(["repro"], workspace)
+    expected = {"download", "preprocess", "plot"} | {f"{s}@{m}" for s in ("train", "evaluate", "profile") for m in MODELS}
+    assert ran_stages(first.stdout) == expected
+
+    for model in MODELS:
+        train = json.loads((workspace / f"metrics/{model}/train.json").read_text())
+        assert {"train_time_s", "epochs", "best_epoch", "best_val_miou", "images_per_s"} <= train.keys()
+        assert train["epochs"] == 1 and train["train_time_s"] > 0
+        ev = json.loads((workspace / f"metrics/{model}/eval.json").read_text())
+        assert {"miou", "mrecall", "accuracy", "mdice", "iou_per_class"} <= ev.keys()
+        assert list(ev["iou_per_class"]) == ["background", "disk", "box", "triangle", "ring", "pole"]
+        assert 0 <= ev["miou"] <= 1 and 0 <= ev["accuracy"] <= 1
+        prof = json.loads((workspace / f"metrics/{model}/profile.json").read_text())
+        assert {"params", "size_mb", "latency_cpu_ms", "latency_cpu_p90_ms"} <= prof.keys()
+        assert prof["params"] > 0 and prof["latency_cpu_ms"] > 0 and prof["latency_cpu_p90_ms"] >= prof["latency_cpu_ms"]
+        assert "latency_cuda_ms" not in prof  # absent, not zero, without a GPU
+        assert (workspace / f"data/checkpoints/{model}.pt").is_file()
+    for png in ("miou_vs_train_time.png", "miou_vs_latency_cpu.png", "miou_vs_size.png"):
+        assert (workspace / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (workspace / "plots/summary.md").read_text()
+    assert all(f"| {m} |" in summary for m in MODELS)
+
+    metrics = json.loads(dvc(["metrics", "show", "--json"], workspace).stdout)
+    shown = json.dumps(metrics)
+    assert all(f"metrics/{m}/{p}.json" in shown for m in MODELS for p in ("train", "eval", "profile"))
+    plots = dvc(["plots", "show", "--json"], workspace).stdout
+    assert all(png in plots for png in ("miou_vs_train_time.png", "miou_vs_latency_cpu.png", "miou_vs_size.png"))
+
+    second = dvc(["repro"], workspace)
+    assert ran_stages(second.stdout) == set(), second.stdout
+
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["models"]["unet"]["train"] = {"lr": 0.005}
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    third = dvc(["repro"], workspace)
+    assert ran_stages(third.stdout) == {"train@unet", "evaluate@unet", "profile@unet", "plot"}
