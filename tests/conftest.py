@@ -35,6 +35,7 @@ TINY_PARAMS = {
     "train": {"epochs": 1, "batch_size": 4, "lr": 0.01},
     "evaluate": {"batch_size": 8},
     "profile": {"warmup": 1, "min_runs": 3, "max_runs": 5, "time_budget_s": 0.5},
+    "plot": {"dpi": 60},
     "models": {
         "unet": {"arch": "unet", "base_channels": 4},
         "deeplab": {"arch": "deeplabv3", "backbone": "mobilenet_v3_small", "head_channels": 8},

@@ -129,6 +129,18 @@ class Params:
         return self.models[name]
 
 
+@dataclass(frozen=True)
+class _Sections:
+    """Everything in params.yaml but `models:` (which is parsed per architecture)."""
+
+    seed: int = option(0, min=0, max=2**32 - 1)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    plot: PlotConfig = field(default_factory=PlotConfig)
+
+
 _TOP_KEYS = ("seed", "data", "train", "evaluate", "profile", "plot", "models")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -165,21 +177,12 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
             raise ConfigError("the file must be a mapping with sections: " + ", ".join(_TOP_KEYS))
         parse_top = {k: v for k, v in raw.items() if k != "models"}
 
-        @dataclass(frozen=True)
-        class _Top:
-            seed: int = option(0, min=0, max=2**32 - 1)
-            data: DataConfig = field(default_factory=DataConfig)
-            train: TrainConfig = field(default_factory=TrainConfig)
-            evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-            profile: ProfileConfig = field(default_factory=ProfileConfig)
-            plot: PlotConfig = field(default_factory=PlotConfig)
-
         unknown = [k for k in raw if k not in _TOP_KEYS]
         if unknown:
             from .registry import did_you_mean
 
             raise ConfigError(f"{unknown[0]}: unknown section{did_you_mean(unknown[0], list(_TOP_KEYS))}; valid: {', '.join(_TOP_KEYS)}")
-        top = parse(_Top, parse_top, "")
+        top = parse(_Sections, parse_top, "")
         models = _parse_models(raw.get("models"), top.train)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None

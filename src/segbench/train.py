@@ -122,6 +122,7 @@ def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None =
         evaluation = run_evaluation(model, val_loader, num_classes, ignore, device, loss_fn)
         best_miou, best_epoch, best_state = evaluation.scores.miou, 1, model.state_dict()
         history.append({"epoch": 1, "train_loss": float("nan"), "val_loss": evaluation.loss, "val_miou": best_miou, "lr": 0.0})
+        _log_epoch(live, history[-1])
     else:
         optimizer = build_optimizer(trainable, cfg)
         scheduler = build_scheduler(optimizer, cfg)
