@@ -26,8 +26,12 @@ def set_key(params: dict, path: tuple, value) -> dict:
     return out
 
 
-@pytest.mark.parametrize("stage", [["check"], ["download"], ["train", "unet"]])
-@pytest.mark.parametrize("case", sorted(CASES))
+# Every case through `check`; the stage commands share its loader, so two cases each suffice there.
+STAGE_CASES = [(case, ["check"]) for case in sorted(CASES)] + [
+    (case, stage) for case in ("misspelled_key", "unknown_arch") for stage in (["download"], ["train", "unet"], ["plot"])]
+
+
+@pytest.mark.parametrize("case,stage", STAGE_CASES)
 def test_bad_params_fail_cleanly(tmp_path, case, stage):
     path, value, must_mention = CASES[case]
     write_params(tmp_path / "params.yaml", set_key(TINY_PARAMS, path, value))
@@ -68,3 +72,16 @@ def test_valid_params_pass(tmp_path):
     write_params(tmp_path / "params.yaml", TINY_PARAMS)
     proc = segbench(["check"], tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_shipped_params_files_are_valid():
+    from conftest import REPO
+    from segbench.config import load_params
+
+    default = load_params(REPO / "params.yaml")
+    assert {"unet", "unet_aug", "deeplabv3_resnet18", "deeplabv3_resnet18_aspp", "deeplabv3_vgg11_bn_aspp",
+            "deeplabv3_mobilenet_v3_small_aspp", "prior_baseline"} <= set(default.models)
+    full = load_params(REPO / "params" / "full.yaml")
+    from segbench.models import MODELS
+
+    assert {spec.arch for spec in full.models.values()} == set(MODELS.names())  # the whole zoo

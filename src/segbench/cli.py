@@ -69,18 +69,27 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluate import evaluate_checkpoint
-    from .io import write_json
+    from .evaluate import evaluate_checkpoint, save_figure
+    from .io import write_json, write_text
 
     params = _params(args)
     params.model(args.model)
-    report, _ = evaluate_checkpoint(checkpoint_path(args.model), PROCESSED_DIR, params.evaluate.split,
-                                    params.evaluate.batch_size, params.train.device)
-    write_json(metrics_path(args.model, "eval"), report)
-    print(f"{args.model}: {params.evaluate.split} mIoU {report['miou']:.4f}")
+    cfg = params.evaluate
+    result = evaluate_checkpoint(checkpoint_path(args.model), PROCESSED_DIR, cfg.split, cfg.batch_size,
+                                 params.train.device, samples=cfg.samples, ap_bins=cfg.ap_bins)
+    plots = PLOTS_DIR / args.model
+    write_json(metrics_path(args.model, "eval"), result.report)
+    write_text(plots / "confusion.csv", result.confusion_plot_csv())
+    write_text(plots / "confusion_matrix.csv", result.confusion_table_csv())
+    save_figure(result.confusion_figure(), plots / "confusion.png", params.plot.dpi)
+    save_figure(result.predictions_figure(), plots / "predictions.png", params.plot.dpi)
+    note = "" if result.split == cfg.split else f" (no {cfg.split} split in the data)"
+    print(f"{args.model}: {result.split} mIoU {result.report['miou']:.4f}, mAP {result.report['map']:.4f}{note}")
 
 
 def cmd_profile(args) -> None:
+    import re
+
     from .checkpoint import load_checkpoint
     from .io import write_json
     from .profile import profile
@@ -89,10 +98,16 @@ def cmd_profile(args) -> None:
     params.model(args.model)
     cfg = params.profile
     model, ckpt = load_checkpoint(checkpoint_path(args.model))
-    result = profile(model, tuple(ckpt["image_size"]), threads=cfg.threads, warmup=cfg.warmup, min_runs=cfg.min_runs,
-                     max_runs=cfg.max_runs, time_budget_s=cfg.time_budget_s, cuda=None if cfg.device != "cpu" else False)
+    result = profile(model, tuple(ckpt["image_size"]), input_sizes=cfg.input_sizes, batch_size=cfg.batch_size,
+                     threads=cfg.threads, warmup=cfg.warmup, min_runs=cfg.min_runs, max_runs=cfg.max_runs,
+                     time_budget_s=cfg.time_budget_s, cuda={"auto": None, "cpu": False, "cuda": True}[cfg.device],
+                     amp_dtype=cfg.amp_dtype)
     write_json(metrics_path(args.model, "profile"), result)
-    print(f"{args.model}: {result['params']:,} params, CPU latency {result['latency_cpu_ms']:.2f} ms ({result['latency_cpu_stop_reason']})")
+    others = "".join(f", {key[len('latency_cpu_'):-3]} {value:.1f} ms ({result[key[:-3] + '_stop_reason']})"
+                     for key, value in result.items() if re.fullmatch(r"latency_cpu_\d+x\d+_ms", key))
+    print(f"{args.model}: {result['params']:,} params, {result['threads']} threads, CPU latency "
+          f"{result['latency_cpu_ms']:.2f} ms ({result['latency_cpu_stop_reason']}){others}, "
+          f"{result['throughput_cpu_ips']:.1f} images/s at batch {cfg.batch_size}")
 
 
 def cmd_plot(args) -> None:

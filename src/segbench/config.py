@@ -75,12 +75,24 @@ class TrainConfig:
     device: str = option("auto", choices=("auto", "cpu", "cuda"))
     num_workers: int = option(0, min=0)
     threads: int = option(0, min=0)  # 0: leave torch's default
+    beta: float = option(0.5, min=0.0, max=1.0)  # ce_dice: beta * CE + (1 - beta) * Dice
+    focal_gamma: float = option(2.0, min=0.0)  # focal: 0 is cross-entropy
+    class_weighting: str = option("inverse", choices=("inverse", "median"))  # weighted_ce
+    patience: int = option(0, min=0)  # early stopping: epochs without a better val mIoU; 0: off
+    amp: str = option("off", choices=("off", "bf16", "fp16"))  # autocast precision; fp16 needs CUDA
+    channels_last: bool = False  # model and inputs in channels_last memory format
+
+    def __post_init__(self) -> None:
+        if self.amp == "fp16" and self.device == "cpu":
+            raise ConfigError("amp: fp16 needs CUDA but device is cpu; use amp: bf16 or off")
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    split: str = option("test", choices=("val", "test"))
+    split: str = option("test", choices=("val", "test"))  # test falls back to val when the data has none
     batch_size: int = option(32, min=1)
+    samples: int = option(6, min=1, max=64)  # first N validation images in plots/<model>/predictions.png
+    ap_bins: int = option(1000, min=10, max=100000)  # score-histogram bins per class for average precision
 
 
 @dataclass(frozen=True)
@@ -89,8 +101,12 @@ class ProfileConfig:
     min_runs: int = option(20, min=3)
     max_runs: int = option(500, min=3)
     time_budget_s: float = option(8.0, min=0.0, min_exclusive=True)
-    threads: int = option(0, min=0)  # 0: all physical cores torch sees by default
+    threads: int = option(0, min=0)  # 0: torch.get_num_threads(); set explicitly and recorded
     device: str = option("auto", choices=("auto", "cpu", "cuda"))
+    # Further [H, W] sizes timed at batch 1 besides the training size; null: [[750, 1000]].
+    input_sizes: Optional[tuple[tuple[int, int], ...]] = option(None, min=8, max=8192)
+    batch_size: int = option(8, min=1)  # throughput_*_ips is measured at this batch size
+    amp_dtype: str = option("bfloat16", choices=("bfloat16", "float16"))  # GPU mixed precision
 
     def __post_init__(self) -> None:
         if self.max_runs < self.min_runs:

@@ -1,25 +1,36 @@
-"""Cost of a model: parameters, serialized size, FLOPs, latency, memory, environment.
+"""Cost of a model: parameters, serialized size, FLOPs, latency, throughput, memory, environment.
 
 Latency is measured the careful way: inputs created before the timed region, warm-up runs,
-torch.inference_mode, explicit thread count, CUDA events + synchronisation on GPU, and
-adaptive repetition until the median is stable (95% confidence interval of the median within
-`target_rel_ci` of it) or the time budget is spent. `stop_reason` records which.
+torch.inference_mode, an explicit thread count (recorded), CUDA events + synchronisation on
+GPU, and adaptive repetition until the median is stable (95% confidence interval of the
+median within `target_rel_ci` of it) or the per-size time budget is spent. `stop_reason`
+records which. The training size keeps the plain keys (`latency_cpu_ms`); every other
+size gets its own (`latency_cpu_750x1000_ms`).
 """
 from __future__ import annotations
 
 import math
 import os
+from contextlib import nullcontext
 import platform
 import resource
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from .errors import SegbenchError
 from .io import state_dict_bytes
+
+# The frame size a course assignment times (H, W); profiled beside the training size by default.
+DEFAULT_EXTRA_SIZE = (750, 1000)
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+_AMP_TAGS = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+Clock = Callable[[Callable[[], None]], float]
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class Timing:
             f"{prefix}_std_ms": float(t.std(ddof=1)) if len(t) > 1 else 0.0,
             f"{prefix}_runs": int(len(t)),
             f"{prefix}_median_rel_ci": median_rel_ci(t),
+            f"{prefix}_stop_reason": self.stop_reason,
         }
 
 
@@ -51,14 +63,21 @@ def median_rel_ci(times: np.ndarray, z: float = 1.96) -> float:
 
 
 def measure(run: Callable[[], None], *, warmup: int = 5, min_runs: int = 20, max_runs: int = 500,
-            time_budget_s: float = 8.0, target_rel_ci: float = 0.02,
-            clock: Callable[[Callable[[], None]], float] | None = None) -> Timing:
-    """Time `run` (seconds per call via `clock`, wall clock by default) adaptively."""
+            time_budget_s: float = 8.0, target_rel_ci: float = 0.02, clock: Optional[Clock] = None,
+            now: Callable[[], float] = time.perf_counter) -> Timing:
+    """Time `run` adaptively; `clock(run)` returns the seconds one call took (wall clock by default).
+
+    Warm-up stops early once it has used half the budget (a 750x1000 frame can take seconds);
+    timing stops when the median is stable, at `max_runs`, or, after at least 3 runs, when
+    the budget (warm-up included) is spent.
+    """
     clock = clock or _wall_clock
+    started = now()
     for _ in range(warmup):
         run()
+        if now() - started > time_budget_s / 2:
+            break
     times: list[float] = []
-    started = time.perf_counter()
     while True:
         times.append(clock(run) * 1e3)
         n = len(times)
@@ -68,7 +87,7 @@ def measure(run: Callable[[], None], *, warmup: int = 5, min_runs: int = 20, max
         if n >= max_runs:
             reason = "max_runs"
             break
-        if n >= 3 and time.perf_counter() - started > time_budget_s:
+        if n >= 3 and now() - started > time_budget_s:
             reason = "time_budget"
             break
     return Timing(np.asarray(times), reason)
@@ -90,14 +109,37 @@ def _cuda_clock(run: Callable[[], None]) -> float:
     return begin.elapsed_time(end) / 1e3
 
 
+def make_input(batch: int, size: tuple[int, int], device: str = "cpu") -> torch.Tensor:
+    """The input tensor; built once per size, always outside the timed region."""
+    return torch.randn(batch, 3, *size).to(device)
+
+
+def size_tag(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def _forward_or_fail(model: nn.Module, x: torch.Tensor) -> None:
+    """One forward pass; a model that cannot take this input is the user's choice of size, not our bug."""
+    try:
+        with torch.inference_mode():
+            model(x)
+    except (RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SegbenchError(
+            f"profile: {type(model).__name__} fails on input {'x'.join(map(str, x.shape))} "
+            f"(size {size_tag(tuple(x.shape[2:]))}): {first}; "
+            "remove that size from profile.input_sizes or use one the model accepts") from None
+
+
 def count_flops(model: nn.Module, input_size: tuple[int, int]) -> float:
-    """Forward-pass FLOPs at batch 1 (a multiply-add counts 2), via torch.utils.flop_counter."""
+    """Forward-pass FLOPs at batch 1 (a multiply-add counts 2; a conv's bias is not counted),
+    via torch.utils.flop_counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.zeros(1, 3, *input_size)
+    x = make_input(1, input_size)
     counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model(x)
+    with counter:
+        _forward_or_fail(model, x)
     return float(counter.get_total_flops())
 
 
@@ -121,49 +163,114 @@ def _peak_rss_mb() -> float:
     return peak / 1024
 
 
-def profile(model: nn.Module, input_size: tuple[int, int], *, threads: int = 0, warmup: int = 5, min_runs: int = 20,
-            max_runs: int = 500, time_budget_s: float = 8.0, cuda: bool | None = None) -> dict:
-    """Everything profile.json holds, for any nn.Module taking (N, 3, H, W)."""
-    model = model.eval()
-    if threads:
-        torch.set_num_threads(threads)
-    h, w = input_size
-    result = {
-        "params": int(sum(p.numel() for p in model.parameters())),
-        "size_mb": len(state_dict_bytes(model.state_dict())) / 1e6,
-        "gflops": count_flops(model, input_size) / 1e9,
-        "input_height": h,
-        "input_width": w,
-        "threads": torch.get_num_threads(),
-    }
-    x = torch.randn(1, 3, h, w)
+def resolve_sizes(train_size: tuple[int, int], input_sizes: Optional[Iterable[Sequence[int]]]) -> list[tuple[int, int]]:
+    """The training size first (plain keys), then each other requested size once."""
+    extra = [DEFAULT_EXTRA_SIZE] if input_sizes is None else [(int(h), int(w)) for h, w in input_sizes]
+    sizes = [tuple(train_size)]
+    for size in extra:
+        if size not in sizes:
+            sizes.append(size)
+    return sizes
 
-    def run_cpu() -> None:
+
+@dataclass(frozen=True)
+class _Budget:
+    """How hard to try at each size: `measure`'s keyword arguments."""
+
+    warmup: int
+    min_runs: int
+    max_runs: int
+    time_budget_s: float
+
+    def kwargs(self) -> dict:
+        return {"warmup": self.warmup, "min_runs": self.min_runs, "max_runs": self.max_runs,
+                "time_budget_s": self.time_budget_s}
+
+
+def _time_forward(model: nn.Module, x: torch.Tensor, budget: _Budget, clock: Optional[Clock] = None,
+                  autocast: Optional[torch.dtype] = None) -> Timing:
+    """Latency of model(x): one checked first call (it counts as a warm-up run), then `measure`."""
+    amp = torch.autocast(x.device.type, dtype=autocast) if autocast is not None else nullcontext()
+    with amp:
+        started = time.perf_counter()
+        _forward_or_fail(model, x)
+        first_s = time.perf_counter() - started
+        # A first call over half the budget (a large frame on CPU) is warm-up enough.
+        more_warmup = 0 if first_s > budget.time_budget_s / 2 else max(0, budget.warmup - 1)
         with torch.inference_mode():
-            model(x)
+            kwargs = budget.kwargs() | {"warmup": more_warmup}
+            return measure(lambda: model(x), clock=clock, **kwargs)
 
-    cpu = measure(run_cpu, warmup=warmup, min_runs=min_runs, max_runs=max_runs, time_budget_s=time_budget_s)
-    result.update(cpu.summary("latency_cpu"))
-    result["latency_cpu_stop_reason"] = cpu.stop_reason
-    result["peak_rss_mb"] = _peak_rss_mb()
 
-    if cuda if cuda is not None else torch.cuda.is_available():
-        result.update(_profile_cuda(model, x, warmup, min_runs, max_runs, time_budget_s))
+def _profile_device(model: nn.Module, sizes: list[tuple[int, int]], batch_size: int, budget: _Budget, tag: str,
+                    device: str = "cpu", clock: Optional[Clock] = None, autocast: Optional[torch.dtype] = None) -> dict:
+    """Latency at every size (batch 1) and throughput at the first size (batch `batch_size`)."""
+    out: dict = {}
+    for i, size in enumerate(sizes):
+        x = make_input(1, size, device)
+        timing = _time_forward(model, x, budget, clock, autocast)
+        out.update(timing.summary(f"latency_{tag}" if i == 0 else f"latency_{tag}_{size_tag(size)}"))
+    x = make_input(batch_size, sizes[0], device)
+    timing = _time_forward(model, x, budget, clock, autocast)
+    out[f"throughput_{tag}_ips"] = batch_size / (float(np.median(timing.times_ms)) / 1e3)
+    out[f"throughput_{tag}_runs"] = int(len(timing.times_ms))
+    out[f"throughput_{tag}_stop_reason"] = timing.stop_reason
+    return out
+
+
+def profile(model: nn.Module, input_size: tuple[int, int], *, input_sizes: Optional[Iterable[Sequence[int]]] = (),
+            batch_size: int = 8, threads: int = 0, warmup: int = 5, min_runs: int = 20, max_runs: int = 500,
+            time_budget_s: float = 8.0, cuda: Optional[bool] = None, amp_dtype: str = "bfloat16") -> dict:
+    """Everything profile.json holds, for any nn.Module taking (N, 3, H, W).
+
+    `input_size` is the training size (plain keys); `input_sizes` lists further [H, W] sizes
+    (None: the training size and 750x1000). `threads` 0 means torch.get_num_threads(); the
+    count is set explicitly for the run, recorded, and restored afterwards. `cuda` None means
+    "if available"; CUDA keys are absent, not zero, without a GPU. The time budget is per
+    size (and per precision on GPU).
+    """
+    if cuda and not torch.cuda.is_available():
+        raise SegbenchError("profile.device: cuda requested but no CUDA device is available; use auto or cpu")
+    if amp_dtype not in AMP_DTYPES:
+        raise SegbenchError(f"profile.amp_dtype: unknown value {amp_dtype!r}; valid: {', '.join(AMP_DTYPES)}")
+    model = model.eval()
+    sizes = resolve_sizes(input_size, input_sizes)
+    budget = _Budget(warmup, min_runs, max_runs, time_budget_s)
+    previous_threads = torch.get_num_threads()
+    used_threads = threads or previous_threads
+    torch.set_num_threads(used_threads)
+    try:
+        h, w = sizes[0]
+        result = {
+            "params": int(sum(p.numel() for p in model.parameters())),
+            "size_mb": len(state_dict_bytes(model.state_dict())) / 1e6,
+            "gflops": count_flops(model, sizes[0]) / 1e9,
+            "input_height": h,
+            "input_width": w,
+            "throughput_batch_size": batch_size,
+            "threads": used_threads,
+        }
+        result.update(_profile_device(model, sizes, batch_size, budget, "cpu"))
+        result["peak_rss_mb"] = _peak_rss_mb()
+        if cuda if cuda is not None else torch.cuda.is_available():
+            result.update(_profile_cuda(model, sizes, batch_size, budget, AMP_DTYPES[amp_dtype]))
+    finally:
+        torch.set_num_threads(previous_threads)
     result["env"] = environment()
     return result
 
 
-def _profile_cuda(model: nn.Module, x: torch.Tensor, warmup: int, min_runs: int, max_runs: int, budget: float) -> dict:
-    gpu_model, gx = model.to("cuda"), x.to("cuda")
-    torch.cuda.reset_peak_memory_stats()
-
-    def run() -> None:
-        with torch.inference_mode():
-            gpu_model(gx)
-
-    timing = measure(run, warmup=warmup, min_runs=min_runs, max_runs=max_runs, time_budget_s=budget, clock=_cuda_clock)
-    out = timing.summary("latency_cuda")
-    out["latency_cuda_stop_reason"] = timing.stop_reason
-    out["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    model.to("cpu")
+def _profile_cuda(model: nn.Module, sizes: list[tuple[int, int]], batch_size: int, budget: _Budget,
+                  amp_dtype: torch.dtype) -> dict:
+    """fp32 and AMP (`amp_dtype`) latency and throughput with CUDA events, plus peak allocated memory."""
+    model.to("cuda")
+    try:
+        torch.cuda.reset_peak_memory_stats()
+        out = _profile_device(model, sizes, batch_size, budget, "cuda", "cuda", _cuda_clock)
+        if amp_dtype is not torch.bfloat16 or torch.cuda.is_bf16_supported():
+            tag = f"cuda_{_AMP_TAGS[amp_dtype]}"
+            out.update(_profile_device(model, sizes, batch_size, budget, tag, "cuda", _cuda_clock, amp_dtype))
+        out["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    finally:
+        model.to("cpu")
     return out

@@ -1,10 +1,14 @@
 """The training loop: one model, one config, deterministic on CPU for a given seed.
 
 Selects the epoch with the best validation mIoU; that checkpoint is the stage's output.
+Stops early when `train.patience` epochs pass without a better validation mIoU. Mixed
+precision (`train.amp`: bf16 on CPU or CUDA, fp16 on CUDA with gradient scaling) covers the
+forward pass; losses compute in float32 and validation runs in float32, like the evaluate stage.
 Per-epoch curves go to DVCLive; a progress bar appears only on a terminal.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -23,9 +27,9 @@ from .config import ModelSpec, TrainConfig
 from .data.dataset import SegmentationCache
 from .errors import TrainingError
 from .evaluate import run_evaluation
-from .losses import build_loss
+from .losses import build_loss, class_weights_from_manifest
 from .models import build_model
-from .optim import build_optimizer, build_scheduler
+from .optim import LRSchedule, build_optimizer, build_scheduler
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -41,6 +45,44 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How the forward pass runs: under autocast to `dtype`, or in float32 when dtype is None."""
+
+    device_type: str
+    dtype: torch.dtype | None = None
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """fp16 gradients underflow without loss scaling; bf16 has float32's range and needs none."""
+        return torch.amp.GradScaler(self.device_type) if self.dtype == torch.float16 else None
+
+
+def _autocast_available(device_type: str) -> bool:
+    check = getattr(torch.amp, "is_autocast_available", None)
+    return True if check is None else bool(check(device_type))
+
+
+def resolve_precision(amp: str, device: torch.device) -> Precision:
+    if amp == "off":
+        return Precision(device.type)
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise TrainingError(f"train.amp: fp16 needs CUDA but training runs on {device.type}; use amp: bf16 or off")
+        return Precision("cuda", torch.float16)
+    if amp != "bf16":
+        raise TrainingError(f"train.amp: unknown value {amp!r}; valid: off, bf16, fp16")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise TrainingError("train.amp: bf16 is not supported by this GPU; use amp: fp16 or off")
+    if not _autocast_available(device.type):
+        raise TrainingError(f"train.amp: this torch has no bf16 autocast on {device.type}; use amp: off")
+    return Precision(device.type, torch.bfloat16)
 
 
 @dataclass
@@ -67,20 +109,34 @@ def _progress(iterable, desc: str, total: int):
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-                    device: torch.device, epoch: int) -> EpochStats:
+                    device: torch.device, epoch: int, *, precision: Precision | None = None,
+                    scaler: torch.amp.GradScaler | None = None, schedule: LRSchedule | None = None,
+                    channels_last: bool = False) -> EpochStats:
+    precision = precision or Precision(device.type)
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
     model.train()
     total_loss, images, step_time, data_wait = 0.0, 0, 0.0, 0.0
     tick = time.perf_counter()
     for step, (x, y) in enumerate(_progress(loader, f"epoch {epoch}", len(loader)), start=1):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x = x.to(device, non_blocking=True, memory_format=memory_format)
+        y = y.to(device, non_blocking=True)
         start = time.perf_counter()
         data_wait += start - tick
-        loss = loss_fn(model(x), y)
+        with precision.autocast():
+            logits = model(x)
+        loss = loss_fn(logits, y)  # outside autocast: losses compute in float32
         if not torch.isfinite(loss):
             raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}; lower train.lr or check the data")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if schedule is not None:
+            schedule.after_batch()
         total_loss += loss.item()
         images += x.shape[0]
         tick = time.perf_counter()
@@ -96,17 +152,39 @@ def fit_without_gradients(model: nn.Module, data: SegmentationCache, ignore_inde
     fit(torch.from_numpy(np.asarray(data.masks).astype(np.int64)), ignore_index)
 
 
+def make_loss(cfg: TrainConfig, manifest: dict) -> nn.Module:
+    """The configured loss; weighted_ce takes its class weights from the training split's pixel counts."""
+    weights = class_weights_from_manifest(manifest, cfg.class_weighting) if cfg.loss == "weighted_ce" else None
+    return build_loss(cfg.loss, manifest["ignore_index"], beta=cfg.beta, focal_gamma=cfg.focal_gamma,
+                      class_weights=weights)
+
+
+class EarlyStopping:
+    """Counts epochs without a better validation mIoU; `patience` 0 never stops."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience, self.stale = patience, 0
+
+    def update(self, improved: bool) -> bool:
+        """Record one epoch; True when training should stop."""
+        self.stale = 0 if improved else self.stale + 1
+        return self.patience > 0 and self.stale >= self.patience
+
+
 def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None = None) -> TrainResult:
     cfg: TrainConfig = spec.train
     generator = seed_everything(seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.amp, device)
     train_set = SegmentationCache(cache_dir, "train", augment=cfg.augment, seed=seed)
     val_set = SegmentationCache(cache_dir, "val")
     num_classes, ignore = len(train_set.class_names), train_set.manifest["ignore_index"]
     model = build_model(spec.arch, num_classes, **spec.options).to(device)
-    loss_fn = build_loss(cfg.loss, ignore).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = make_loss(cfg, train_set.manifest).to(device)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=generator,
                         drop_last=len(train_set) > cfg.batch_size,  # BatchNorm needs > 1 sample per batch
                         num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
@@ -115,6 +193,7 @@ def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None =
     live = _open_live(log_dir)
     history: list[dict] = []
     started = time.perf_counter()
+    stopped_early = 0
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         fit_without_gradients(model, train_set, ignore)
@@ -125,23 +204,33 @@ def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None =
         _log_epoch(live, history[-1])
     else:
         optimizer = build_optimizer(trainable, cfg)
-        scheduler = build_scheduler(optimizer, cfg)
+        schedule = build_scheduler(optimizer, cfg, steps_per_epoch=len(loader))
+        scaler = precision.grad_scaler()
+        stopper = EarlyStopping(cfg.patience)
         best_miou, best_epoch, best_state = -1.0, 0, None
-        images, step_time, data_wait = 0, 0.0, 0.0
+        images, step_time, data_wait, epochs_run = 0, 0.0, 0.0, 0
         for epoch in range(1, cfg.epochs + 1):
-            lr = optimizer.param_groups[0]["lr"]
-            stats = train_one_epoch(model, loader, loss_fn, optimizer, device, epoch)
+            lr = optimizer.param_groups[0]["lr"]  # at the start of the epoch (onecycle changes it per batch)
+            stats = train_one_epoch(model, loader, loss_fn, optimizer, device, epoch, precision=precision,
+                                    scaler=scaler, schedule=schedule, channels_last=cfg.channels_last)
             evaluation = run_evaluation(model, val_loader, num_classes, ignore, device, loss_fn)
-            scheduler.step()
-            images, step_time, data_wait = images + stats.images, step_time + stats.step_time_s, data_wait + stats.data_wait_s
             miou = evaluation.scores.miou
+            schedule.after_epoch(miou)
+            epochs_run = epoch
+            images, step_time, data_wait = images + stats.images, step_time + stats.step_time_s, data_wait + stats.data_wait_s
             history.append({"epoch": epoch, "train_loss": stats.loss, "val_loss": evaluation.loss, "val_miou": miou, "lr": lr})
             _log_epoch(live, history[-1])
-            if miou > best_miou:
+            improved = miou > best_miou
+            if improved:
                 best_miou, best_epoch = miou, epoch
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        epochs_run = cfg.epochs
-        model.load_state_dict(best_state)
+            if stopper.update(improved) and epoch < cfg.epochs:
+                stopped_early = 1
+                break
+        if best_state is not None:  # None only if every validation mIoU was NaN: keep the last weights
+            model.load_state_dict(best_state)
+        if cfg.channels_last:  # the checkpoint keeps the default layout
+            model = model.to(memory_format=torch.contiguous_format)
     if live is not None:
         live.end()
     wall = time.perf_counter() - started
@@ -149,6 +238,7 @@ def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None =
         "train_time_s": wall,
         "time_per_epoch_s": wall / epochs_run,
         "epochs": epochs_run,
+        "stopped_early": stopped_early,
         "best_epoch": best_epoch,
         "best_val_miou": best_miou,
         "final_train_loss": history[-1]["train_loss"],

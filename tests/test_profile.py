@@ -1,0 +1,152 @@
+"""segbench.profile: the timer measures the forward pass and nothing else, FLOPs and size are
+exact, the adaptive stop is deterministic, and the keys follow the hardware present."""
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+import torch
+from torch import nn
+
+import segbench.profile as prof
+from segbench.config import ProfileConfig
+from segbench.errors import ConfigError, SegbenchError
+from segbench.schema import parse
+
+FAST = {"warmup": 1, "min_runs": 5, "max_runs": 10, "time_budget_s": 0.3, "cuda": False}
+
+
+class Sleeper(nn.Module):
+    """A forward pass of known duration."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.seconds)
+        return x
+
+
+class NeedsWideInput(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] < 32:
+            raise RuntimeError("input is too small\nsecond line of the message")
+        return x
+
+
+def test_latency_is_the_forward_pass_not_the_input_creation(monkeypatch):
+    made = []
+    real_make_input = prof.make_input
+
+    def slow_make_input(*args, **kwargs):
+        made.append(args)
+        time.sleep(0.02)  # were it inside the timed region, the median would be >= 25 ms
+        return real_make_input(*args, **kwargs)
+
+    monkeypatch.setattr(prof, "make_input", slow_make_input)
+    result = prof.profile(Sleeper(0.005), (16, 16), input_sizes=[], batch_size=2, warmup=1, min_runs=10,
+                          max_runs=40, time_budget_s=2.0, cuda=False)
+    assert made, "inputs must come from make_input"
+    assert 5.0 <= result["latency_cpu_ms"] <= 7.0
+    assert result["latency_cpu_min_ms"] >= 5.0
+    assert 2 / 0.007 <= result["throughput_cpu_ips"] <= 2 / 0.005
+
+
+def test_keys_per_size_threads_and_no_cuda_keys_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    before = torch.get_num_threads()
+    model = nn.Conv2d(3, 4, 3, padding=1)
+    result = prof.profile(model, (16, 16), input_sizes=[(24, 40), (16, 16)], batch_size=3, threads=1,
+                          **{**FAST, "cuda": None})
+    assert result["threads"] == 1 and torch.get_num_threads() == before
+    for key in ("latency_cpu_ms", "latency_cpu_p90_ms", "latency_cpu_runs", "latency_cpu_stop_reason",
+                "latency_cpu_24x40_ms", "latency_cpu_24x40_p90_ms", "latency_cpu_24x40_runs",
+                "latency_cpu_24x40_stop_reason", "throughput_cpu_ips", "params", "size_mb", "gflops", "peak_rss_mb"):
+        assert key in result, key
+    assert not any(k.startswith("latency_cpu_16x16") for k in result)  # the training size keeps the plain keys
+    assert result["latency_cpu_runs"] >= 3
+    assert not [k for k in result if "cuda" in k]
+    assert "cuda_device" not in result["env"] and {"cpu", "logical_cores", "torch", "torchvision"} <= set(result["env"])
+
+
+def test_threads_zero_records_torch_default():
+    result = prof.profile(nn.Conv2d(3, 2, 1), (8, 8), input_sizes=[], batch_size=1, threads=0, **FAST)
+    assert result["threads"] == torch.get_num_threads()
+
+
+def test_default_sizes_are_training_size_then_750x1000():
+    assert prof.resolve_sizes((64, 64), None) == [(64, 64), (750, 1000)]
+    assert prof.resolve_sizes((64, 64), [[64, 64], [32, 48]]) == [(64, 64), (32, 48)]
+    assert prof.resolve_sizes((64, 64), []) == [(64, 64)]
+
+
+@pytest.mark.parametrize("cin,cout,k,stride,pad,h,w", [(3, 8, 3, 1, 1, 16, 20), (3, 4, 5, 2, 0, 17, 23)])
+def test_conv_flops_match_closed_form(cin, cout, k, stride, pad, h, w):
+    conv = nn.Conv2d(cin, cout, k, stride=stride, padding=pad, bias=True)
+    h_out, w_out = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    # torch.utils.flop_counter counts 2 FLOPs per multiply-add and does not count the bias add.
+    assert prof.count_flops(conv, (h, w)) == 2 * cin * cout * k * k * h_out * w_out
+
+
+def test_size_mb_is_the_saved_state_dict_file(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.Conv2d(16, 5, 1))
+    # Saved through a file object: torch.save(obj, "name.pt") names the zip's top folder after
+    # the file stem, so the size by path shifts with the name's length (by ~200 B here).
+    path = tmp_path / "weights.pt"
+    with open(path, "wb") as fh:
+        torch.save(model.state_dict(), fh)
+    result = prof.profile(model, (16, 16), input_sizes=[], batch_size=1, **FAST)
+    assert result["size_mb"] * 1e6 == pytest.approx(path.stat().st_size, abs=0.5)
+    assert result["params"] == sum(p.numel() for p in model.parameters())
+
+
+def _ticks(step: float):
+    return itertools.count(0.0, step).__next__
+
+
+def test_adaptive_stop_stable_with_constant_times():
+    timing = prof.measure(lambda: None, warmup=0, min_runs=5, max_runs=50, time_budget_s=100,
+                          clock=lambda run: 0.010, now=_ticks(0.0))
+    assert timing.stop_reason == "stable" and len(timing.times_ms) == 5
+
+
+def test_adaptive_stop_max_runs_with_noisy_times():
+    noisy = itertools.cycle([0.010, 0.020, 0.030]).__next__
+    timing = prof.measure(lambda: None, warmup=0, min_runs=5, max_runs=12, time_budget_s=100,
+                          clock=lambda run: noisy(), now=_ticks(0.0))
+    assert timing.stop_reason == "max_runs" and len(timing.times_ms) == 12
+
+
+def test_adaptive_stop_time_budget_after_at_least_three_runs():
+    noisy = itertools.cycle([0.010, 0.020, 0.030]).__next__
+    timing = prof.measure(lambda: None, warmup=0, min_runs=20, max_runs=100, time_budget_s=2.5,
+                          clock=lambda run: noisy(), now=_ticks(1.0))
+    assert timing.stop_reason == "time_budget" and len(timing.times_ms) == 5
+    slow = prof.measure(lambda: None, warmup=0, min_runs=20, max_runs=100, time_budget_s=0.5,
+                        clock=lambda run: noisy(), now=_ticks(10.0))
+    assert slow.stop_reason == "time_budget" and len(slow.times_ms) == 3
+
+
+def test_warmup_stops_at_half_the_budget():
+    calls = []
+    prof.measure(lambda: calls.append(1), warmup=10, min_runs=3, max_runs=3, time_budget_s=4.0,
+                 clock=lambda run: 0.01, now=_ticks(1.0))
+    assert len(calls) == 3  # warm-up ends once more than 2 s (half of 4) have passed; timed runs use the fake clock
+
+
+def test_model_failing_at_a_size_is_one_line_naming_class_and_size():
+    with pytest.raises(SegbenchError, match=r"NeedsWideInput.*16x16") as info:
+        prof.profile(NeedsWideInput(), (32, 32), input_sizes=[(16, 16)], batch_size=1, **FAST)
+    assert "\n" not in str(info.value) and "input_sizes" in str(info.value)
+
+
+def test_profile_config_input_sizes():
+    assert parse(ProfileConfig, {}, "profile").input_sizes is None
+    cfg = parse(ProfileConfig, {"input_sizes": [[750, 1000], [64, 64]], "batch_size": 4}, "profile")
+    assert cfg.input_sizes == ((750, 1000), (64, 64)) and cfg.batch_size == 4
+    with pytest.raises(ConfigError, match=r"profile\.input_sizes\[0\]"):
+        parse(ProfileConfig, {"input_sizes": [[750]]}, "profile")
+    with pytest.raises(ConfigError, match=r"profile\.input_sizes"):
+        parse(ProfileConfig, {"input_sizes": [[4, 1000]]}, "profile")

@@ -1,0 +1,195 @@
+"""The training loop on a tiny cache: schedulers, early stopping, precision, determinism."""
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import segbench.train as train_module
+from conftest import TINY_PARAMS
+from segbench.config import TrainConfig, params_from_dict
+from segbench.data.preprocess import preprocess
+from segbench.data.sources.synthetic import generate
+from segbench.errors import ConfigError, TrainingError
+from segbench.optim import build_scheduler
+from segbench.train import EarlyStopping, train
+
+
+def tiny_params(**train_overrides):
+    raw = copy.deepcopy(TINY_PARAMS)
+    raw["data"]["synthetic"].update(num_train=8, num_val=4, num_test=1, num_classes=4)
+    raw["train"].update({"epochs": 1, "batch_size": 4, "lr": 0.01, "device": "cpu",
+                         "threads": 1,  # tiny tensors: one thread is fastest and immune to a busy machine
+                         **train_overrides})
+    raw["models"] = {"unet": {"arch": "unet", "base_channels": 4}}
+    return params_from_dict(raw)
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """train.threads sets a process-wide torch setting; give the rest of the session its own."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    params = tiny_params()
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = params.data.synthetic
+    generate(root / "raw", seed=params.seed, sizes={"train": cfg.num_train, "val": cfg.num_val, "test": cfg.num_test},
+             height=cfg.height, width=cfg.width, num_classes=cfg.num_classes)
+    preprocess(params, root / "raw", root / "processed", workers=1)
+    return root / "processed"
+
+
+def run(cache, **train_overrides):
+    params = tiny_params(**train_overrides)
+    return train(params.model("unet"), cache, seed=params.seed)
+
+
+def scripted_validation(monkeypatch, mious):
+    """Real training, but validation mIoU follows a script, so stopping decisions are exact."""
+    script = iter(mious)
+
+    def fake(*args, **kwargs):
+        return SimpleNamespace(scores=SimpleNamespace(miou=next(script)), loss=0.1)
+
+    monkeypatch.setattr(train_module, "run_evaluation", fake)
+
+
+def test_training_is_deterministic(cache):
+    a, b = run(cache, epochs=2), run(cache, epochs=2)
+    assert a.metrics["best_val_miou"] == b.metrics["best_val_miou"]
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.metrics["stopped_early"] == 0 and a.metrics["epochs"] == 2
+
+
+def test_early_stopping_stops_and_records_it(cache, monkeypatch):
+    scripted_validation(monkeypatch, [0.5, 0.6, 0.6, 0.55, 0.7, 0.8])
+    result = run(cache, epochs=6, patience=2, scheduler="none")
+    assert result.metrics["stopped_early"] == 1
+    assert result.metrics["epochs"] == 4 == len(result.history)
+    assert result.metrics["best_epoch"] == 2 and result.metrics["best_val_miou"] == 0.6
+
+
+def test_patience_zero_never_stops(cache, monkeypatch):
+    scripted_validation(monkeypatch, [0.5, 0.4, 0.3])
+    result = run(cache, epochs=3, patience=0)
+    assert result.metrics["stopped_early"] == 0 and result.metrics["epochs"] == 3
+
+
+def test_running_out_of_patience_on_the_last_epoch_is_not_early(cache, monkeypatch):
+    scripted_validation(monkeypatch, [0.5, 0.4])
+    result = run(cache, epochs=2, patience=1)
+    assert result.metrics["stopped_early"] == 0 and result.metrics["epochs"] == 2
+
+
+def test_early_stopping_counter():
+    stopper = EarlyStopping(2)
+    assert [stopper.update(x) for x in (True, False, True, False, False)] == [False, False, False, False, True]
+    assert not any(EarlyStopping(0).update(False) for _ in range(10))
+
+
+def test_plateau_scheduler_gets_the_validation_miou(cache, monkeypatch):
+    scripted_validation(monkeypatch, [0.5] * 5)
+    result = run(cache, epochs=5, scheduler="plateau", lr=0.01)
+    lrs = [h["lr"] for h in result.history]
+    # best at epoch 1, then 3 epochs without improvement > plateau patience 2: lr x 0.1 for epoch 5
+    assert lrs[:4] == [0.01] * 4 and lrs[4] == pytest.approx(0.001)
+
+
+def test_onecycle_steps_per_batch(cache):
+    result = run(cache, epochs=2, scheduler="onecycle", lr=0.01)
+    lrs = [h["lr"] for h in result.history]
+    assert lrs[0] == pytest.approx(0.01 / 25)  # OneCycleLR starts at max_lr / div_factor
+    assert lrs[1] > lrs[0]  # warmed up within the first epoch's batches
+
+
+def test_onecycle_schedule_covers_every_batch():
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    schedule = build_scheduler(opt, TrainConfig(scheduler="onecycle", epochs=3, lr=0.1, optimizer="sgd"), steps_per_epoch=5)
+    lrs = []
+    for _ in range(3):
+        for _ in range(5):
+            lrs.append(opt.param_groups[0]["lr"])  # the lr this batch uses
+            opt.step()
+            schedule.after_batch()
+        schedule.after_epoch(0.5)  # a no-op for per-batch schedules
+    assert lrs[0] == pytest.approx(0.1 / 25) and max(lrs) > 0.09 and lrs[-1] < 1e-5
+
+
+def test_weighted_ce_and_channels_last_train(cache):
+    result = run(cache, epochs=1, loss="weighted_ce", class_weighting="median", channels_last=True)
+    assert 0.0 <= result.metrics["best_val_miou"] <= 1.0
+    conv = next(m for m in result.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous()  # the checkpoint keeps the default layout
+
+
+@pytest.mark.parametrize("loss", ["focal", "jaccard", "ce_dice"])
+def test_new_losses_train(cache, loss):
+    result = run(cache, epochs=1, loss=loss, beta=0.7, focal_gamma=1.5)
+    assert torch.isfinite(torch.tensor(result.metrics["final_train_loss"]))
+
+
+def _cpu_bf16_autocast_works() -> bool:
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = torch.nn.functional.conv2d(torch.randn(1, 1, 4, 4), torch.randn(1, 1, 3, 3))
+        return out.dtype == torch.bfloat16
+    except (RuntimeError, TypeError):
+        return False
+
+
+@pytest.mark.skipif(not _cpu_bf16_autocast_works(), reason="this torch build has no bf16 autocast on CPU")
+def test_bf16_trains_on_cpu(cache):
+    result = run(cache, epochs=1, amp="bf16")
+    assert 0.0 <= result.metrics["best_val_miou"] <= 1.0
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())  # autocast keeps float32 weights
+
+
+def test_fp16_on_cpu_config_is_a_one_line_error():
+    with pytest.raises(ConfigError) as info:
+        tiny_params(amp="fp16", device="cpu")
+    message = str(info.value)
+    assert "fp16 needs CUDA" in message and "bf16 or off" in message and "\n" not in message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only fallback of device: auto")
+def test_fp16_when_auto_resolves_to_cpu_is_a_clear_error(cache):
+    with pytest.raises(TrainingError, match="train.amp: fp16 needs CUDA but training runs on cpu; use amp: bf16 or off"):
+        run(cache, amp="fp16", device="auto")
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("patience", -1, "train.patience: -1 is out of range"),
+    ("amp", "fp8", "train.amp: unknown value 'fp8'"),
+    ("channels_last", "yes", "train.channels_last"),
+    ("scheduler", "one_cycle", "did you mean 'onecycle'"),
+])
+def test_bad_training_settings_are_one_line_config_errors(key, value, needle):
+    raw = copy.deepcopy(TINY_PARAMS)
+    raw["train"][key] = value
+    with pytest.raises(ConfigError) as info:
+        params_from_dict(raw)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_channels_last_reaches_the_model(cache, monkeypatch):
+    seen = []
+    real_build = train_module.build_model
+
+    def build(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        model.register_forward_pre_hook(
+            lambda mod, inputs: seen.append((mod.training, inputs[0].is_contiguous(memory_format=torch.channels_last))))
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", build)
+    run(cache, channels_last=True)
+    training_calls = [cl for training, cl in seen if training]
+    assert training_calls and all(training_calls)
