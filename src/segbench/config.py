@@ -54,11 +54,80 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
+class FolderConfig:
+    """dataset: folder -- <root>/<images>/* + <root>/<masks>/* matched by file stem."""
+
+    classes: tuple[str, ...] = ()  # class names in index order (required for this dataset)
+    mask_format: str = option("auto", choices=("auto", "index", "palette", "binary"))
+    # RGB colour of each class, in `classes` order, for masks stored as RGB images
+    palette: tuple[tuple[int, int, int], ...] = option((), min=0, max=255)
+    images: str = "images"
+    masks: str = "masks"
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    """dataset: cityscapes_pairs -- each image is the photo and its colour mask side by side."""
+
+    preset: str = option("cityscapes", choices=("cityscapes", "custom"))
+    grouping: str = option("categories", choices=("categories", "classes"))  # cityscapes preset only
+    classes: tuple[str, ...] = ()  # preset custom: class names
+    palette: tuple[tuple[int, int, int], ...] = option((), min=0, max=255)  # preset custom: one colour per class
+    tolerance: float = option(60.0, min=0.0, max=442.0)  # max RGB distance to the nearest palette colour
+    max_unmatched: float = option(0.02, min=0.0, max=1.0)  # fraction of pixels beyond tolerance (ignored) per image
+    mask_side: str = option("right", choices=("left", "right"))
+
+
+@dataclass(frozen=True)
 class DataConfig:
     dataset: str = option("synthetic", choices=_source_names)
     image_size: tuple[int, int] = option((64, 64), min=8, max=8192)  # (height, width)
     ignore_index: int = option(255, min=0, max=255)
+    url: Optional[str] = None  # http(s):// or file:// archive (zip/tar*) fetched by the download stage
+    sha256: Optional[str] = None  # required with url: the archive's checksum
+    path: Optional[str] = None  # a local folder holding the dataset (read in place, not copied)
+    val_fraction: float = option(0.1, min=0.0, max=0.9, min_exclusive=True)  # when the data has no val split
+    subset: Optional[int] = option(None, min=1)  # keep at most N samples per split (deterministic by seed)
+    workers: int = option(0, min=0)  # preprocess processes; 0: one per core (at most 8)
+    resize: str = option("area", choices=("area", "bilinear"))  # image downscaling; masks always nearest
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    folder: FolderConfig = field(default_factory=FolderConfig)
+    cityscapes_pairs: PairsConfig = field(default_factory=PairsConfig)
+
+    def __post_init__(self) -> None:
+        if self.url is not None and self.path is not None:
+            raise ConfigError("url and path are both set; give one: url (download) or path (local folder)")
+        if self.url is not None:
+            if not re.match(r"^(https?|file)://", self.url):
+                raise ConfigError(f"url: {self.url!r} is not valid; expected an http://, https:// or file:// URL")
+            if self.sha256 is None:
+                raise ConfigError("sha256: required with url (the archive's SHA-256, 64 hex digits); "
+                                  "compute it with: sha256sum ARCHIVE")
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256):
+            raise ConfigError(f"sha256: {self.sha256!r} is not valid; expected 64 hex digits")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation (albumentations) for models with train.augment: true."""
+
+    hflip: float = option(0.5, min=0.0, max=1.0)  # probability of a horizontal flip
+    crop_p: float = option(0.5, min=0.0, max=1.0)  # probability of a random resized crop
+    crop_scale: tuple[float, float] = option((0.5, 1.0), min=0.01, max=1.0)  # area fraction range
+    crop_ratio: tuple[float, float] = option((0.75, 1.3333), min=0.1, max=10.0)  # aspect ratio range
+    rotate: float = option(10.0, min=0.0, max=180.0)  # max degrees either way; padding is ignore_index
+    rotate_p: float = option(0.3, min=0.0, max=1.0)
+    brightness: float = option(0.2, min=0.0, max=1.0)
+    contrast: float = option(0.2, min=0.0, max=1.0)
+    saturation: float = option(0.2, min=0.0, max=1.0)
+    hue: float = option(0.03, min=0.0, max=0.5)
+    jitter_p: float = option(0.5, min=0.0, max=1.0)
+
+    def __post_init__(self) -> None:
+        for name in ("crop_scale", "crop_ratio"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ConfigError(f"{name}: [{lo}, {hi}] is not a range; expected [low, high] with low <= high")
 
 
 @dataclass(frozen=True)
@@ -137,6 +206,7 @@ class Params:
     profile: ProfileConfig
     plot: PlotConfig
     models: dict[str, ModelSpec]
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     source: str = "params.yaml"
 
     def model(self, name: str) -> ModelSpec:
@@ -155,9 +225,10 @@ class _Sections:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     plot: PlotConfig = field(default_factory=PlotConfig)
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
 
 
-_TOP_KEYS = ("seed", "data", "train", "evaluate", "profile", "plot", "models")
+_TOP_KEYS = ("seed", "data", "augmentation", "train", "evaluate", "profile", "plot", "models")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -203,7 +274,8 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return Params(seed=top.seed, data=top.data, train=top.train, evaluate=top.evaluate,
-                  profile=top.profile, plot=top.plot, models=models, source=source)
+                  profile=top.profile, plot=top.plot, models=models, augmentation=top.augmentation,
+                  source=source)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -204,7 +204,9 @@ def generate(dest: Path, *, seed: int, sizes: dict[str, int], height: int, width
 
 
 class SyntheticSource:
-    def fetch(self, params, dest: Path) -> None:
+    layout = "synthetic: <split>/images/*.png + <split>/masks/*.png and classes.json (written by the download stage)"
+
+    def generate(self, params, dest: Path) -> None:
         cfg = params.data.synthetic
         generate(dest, seed=params.seed, sizes={"train": cfg.num_train, "val": cfg.num_val, "test": cfg.num_test},
                  height=cfg.height, width=cfg.width, num_classes=cfg.num_classes)
