@@ -63,7 +63,8 @@ def cmd_train(args) -> None:
 
     params = _params(args)
     spec = params.model(args.model)
-    metrics = train_and_save(spec, PROCESSED_DIR, checkpoint_path(args.model), seed=params.seed, log_dir=train_log_dir(args.model))
+    metrics = train_and_save(spec, PROCESSED_DIR, checkpoint_path(args.model), seed=params.seed, log_dir=train_log_dir(args.model),
+                             augmentation=params.augmentation)
     write_json(metrics_path(args.model, "train"), metrics)
     print(f"{args.model}: best val mIoU {metrics['best_val_miou']:.4f} at epoch {metrics['best_epoch']} in {metrics['train_time_s']:.1f} s")
 

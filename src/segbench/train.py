@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import save_checkpoint
-from .config import ModelSpec, TrainConfig
+from .config import AugmentConfig, ModelSpec, TrainConfig
 from .data.dataset import SegmentationCache
 from .errors import TrainingError
 from .evaluate import run_evaluation
@@ -171,14 +171,16 @@ class EarlyStopping:
         return self.patience > 0 and self.stale >= self.patience
 
 
-def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None = None) -> TrainResult:
+def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None = None,
+          augmentation: AugmentConfig | None = None) -> TrainResult:
     cfg: TrainConfig = spec.train
     generator = seed_everything(seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.amp, device)
-    train_set = SegmentationCache(cache_dir, "train", augment=cfg.augment, seed=seed)
+    train_set = SegmentationCache(cache_dir, "train", augment=(augmentation or AugmentConfig()) if cfg.augment else None,
+                                  seed=seed)
     val_set = SegmentationCache(cache_dir, "val")
     num_classes, ignore = len(train_set.class_names), train_set.manifest["ignore_index"]
     model = build_model(spec.arch, num_classes, **spec.options).to(device)
@@ -267,8 +269,9 @@ def _log_epoch(live, row: dict) -> None:
     live.next_step()
 
 
-def train_and_save(spec: ModelSpec, cache_dir: Path, checkpoint_path: Path, *, seed: int, log_dir: Path | None = None) -> dict:
-    result = train(spec, cache_dir, seed=seed, log_dir=log_dir)
+def train_and_save(spec: ModelSpec, cache_dir: Path, checkpoint_path: Path, *, seed: int, log_dir: Path | None = None,
+                   augmentation: AugmentConfig | None = None) -> dict:
+    result = train(spec, cache_dir, seed=seed, log_dir=log_dir, augmentation=augmentation)
     data = SegmentationCache(cache_dir, "val")
     save_checkpoint(checkpoint_path, result.model, arch=spec.arch, options=spec.options, class_names=data.class_names,
                     image_size=data.manifest["image_size"], epoch=result.metrics["best_epoch"],
