@@ -32,6 +32,7 @@ TINY_PARAMS = {
     "seed": 0,
     "data": {"dataset": "synthetic", "image_size": [32, 32],
              "synthetic": {"num_train": 12, "num_val": 6, "num_test": 6, "height": 32, "width": 32, "num_classes": 6}},
+    "augmentation": {"hflip": 0.5},
     "train": {"epochs": 1, "batch_size": 4, "lr": 0.01},
     "evaluate": {"batch_size": 8},
     "profile": {"warmup": 1, "min_runs": 3, "max_runs": 5, "time_budget_s": 0.5, "input_sizes": [[48, 64]], "batch_size": 2},
