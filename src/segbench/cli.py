@@ -53,8 +53,13 @@ def cmd_download(args) -> None:
 def cmd_preprocess(args) -> None:
     from .data.preprocess import preprocess
 
+    import time
+
+    start = time.perf_counter()
     manifest = preprocess(_params(args), RAW_DIR, PROCESSED_DIR)
-    print(f"preprocessed {manifest['splits']} at {manifest['image_size']} into {PROCESSED_DIR}")
+    made = " (val carved from train)" if manifest.get("val_from_train") else ""
+    print(f"preprocessed {manifest['dataset']} {manifest['splits']}{made} at {manifest['image_size']} into "
+          f"{PROCESSED_DIR} in {time.perf_counter() - start:.1f} s")
 
 
 def cmd_train(args) -> None:
