@@ -47,7 +47,15 @@ def cmd_check(args) -> None:
 def cmd_download(args) -> None:
     from .data.download import download
 
-    download(_params(args), RAW_DIR)
+    params = _params(args)
+    record = download(params, RAW_DIR)
+    if record is None:
+        print(f"generated the {params.data.dataset} dataset into {RAW_DIR}")
+    elif "url" in record:
+        print(f"downloaded {record['url']} (sha256 ok), extracted {record['files']} files into {RAW_DIR}")
+    else:
+        print(f"using {record['path']} in place ({record['files']} files, {record['bytes'] / 1e6:.1f} MB); "
+              f"fingerprint in {RAW_DIR / 'source.json'}")
 
 
 def cmd_preprocess(args) -> None:
