@@ -105,3 +105,8 @@ def pair_by_stem(images: list[Path], masks: list[Path], where: str) -> list[Samp
 SOURCES: Registry[Source] = Registry("dataset")
 
 from . import synthetic  # noqa: E402,F401  (registers)
+from . import camvid  # noqa: E402,F401
+from . import cityscapes_pairs  # noqa: E402,F401
+from . import floodnet  # noqa: E402,F401
+from . import folder  # noqa: E402,F401
+from . import stanford_background  # noqa: E402,F401

@@ -1,0 +1,158 @@
+"""dataset: folder -- any dataset laid out as `<root>/<images>/*` + `<root>/<masks>/*`
+(data.folder.images / .masks, default `images` and `masks`), images and masks matched by
+file stem, any image format for either. With split folders (`<root>/train/<images>`
+exists) the layout is `<root>/{train,val,test}/{<images>,<masks>}`, val and test optional;
+without them everything is train (preprocess makes val; evaluation uses val).
+
+data.folder.classes names the classes in index order (required). How a mask file becomes
+class indices (data.folder.mask_format):
+  index    single-channel values are the class indices (a palette-mode PNG's indices too)
+  palette  with data.folder.palette (one [R, G, B] per class): each pixel takes the class of
+           its colour (any image mode); without it: a palette-mode (P) PNG whose indices
+           are the classes
+  binary   0/255 or 0/1 single-channel masks -> 0/1; exactly 2 classes
+  auto     per file: a P-mode PNG -> its indices; a colour image -> data.folder.palette
+           (required then); a single-channel one with only 0 and 255 and 2 classes ->
+           binary (so 255 is foreground, not ignore); otherwise -> index
+With data.folder.palette set, palette-mode PNGs are matched by colour as well.
+
+Colour matching: masks in a lossless format (PNG, BMP, TIFF) must use the palette colours
+exactly; any other colour is an error naming it. JPEG/WebP masks are noisy: a pixel takes
+its nearest palette colour within RGB distance 60 (farther: ignore_index, at most 2% of an
+image), as for cityscapes_pairs.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import ConfigError, DataError
+from . import SOURCES, SPLITS, RawDataset, list_images, locate, pair_by_stem
+from .masks import Colour, map_colours, open_mask, single_channel, to_uint8
+
+LOSSY = (".jpg", ".jpeg", ".webp")
+LOSSY_TOLERANCE = 60.0
+LOSSY_MAX_UNMATCHED = 0.02
+_SINGLE_MODES = ("1", "L", "I", "F", "LA")
+
+
+def _colour_mask(path: Path, im, classes: tuple[str, ...], palette: tuple[Colour, ...], ignore_index: int) -> np.ndarray:
+    lossy = Path(path).suffix.lower() in LOSSY
+    return map_colours(path, np.asarray(im.convert("RGB")), palette, tuple(range(len(classes))), classes,
+                       ignore_index=ignore_index,
+                       tolerance=LOSSY_TOLERANCE if lossy else 0.0,
+                       max_unmatched=LOSSY_MAX_UNMATCHED if lossy else 0.0,
+                       hint="add that colour to data.folder.palette (and its class to data.folder.classes) or fix the mask")
+
+
+def _single(path: Path, im, fmt: str) -> np.ndarray:
+    values = single_channel(path, im)
+    if values is None:
+        raise DataError(f"{path}: mask is a colour ({im.mode}) image; mask_format {fmt} expects a single-channel image "
+                        "(for colour masks set data.folder.palette to the [R, G, B] colour of each class)")
+    return values
+
+
+def _binary(path: Path, values: np.ndarray) -> np.ndarray:
+    present = set(np.unique(values).tolist())
+    if present <= {0, 1}:
+        return values.astype(np.uint8)
+    if present <= {0, 255}:
+        return (values == 255).astype(np.uint8)
+    other = sorted(present - {0, 1, 255}) or sorted(present)
+    raise DataError(f"{path}: mask value {other[0]} (values present: {sorted(present)[:6]}) is not binary; "
+                    "mask_format binary expects only 0 and 255, or only 0 and 1")
+
+
+def decode_folder_mask(path: Path, mask_format: str, classes: tuple[str, ...], palette: tuple[Colour, ...],
+                       ignore_index: int) -> np.ndarray:
+    """One mask file -> H x W uint8 class indices, as data.folder.mask_format says."""
+    im = open_mask(path)
+    if mask_format == "index":
+        return to_uint8(path, _single(path, im, "index"))
+    if mask_format == "binary":
+        return _binary(path, _single(path, im, "binary"))
+    single_mode = im.mode in _SINGLE_MODES or im.mode.startswith("I;")
+    if palette and (mask_format == "palette" or not single_mode):
+        return _colour_mask(path, im, classes, palette, ignore_index)
+    if im.mode == "P":
+        return np.asarray(im, dtype=np.uint8)
+    if mask_format == "palette":
+        raise DataError(f"{path}: mask is a {im.mode}-mode image, not a palette (P-mode) PNG; set data.folder.palette "
+                        "to the [R, G, B] colour of each class, or use mask_format index for class-index images")
+    values = single_channel(path, im)
+    if values is None:
+        raise DataError(f"{path}: mask is a colour ({im.mode}) image and data.folder.palette is not set; set it to the "
+                        "[R, G, B] colour of each class, in data.folder.classes order")
+    if len(classes) == 2 and 255 in values and set(np.unique(values).tolist()) <= {0, 255}:
+        return (values == 255).astype(np.uint8)
+    return to_uint8(path, values)
+
+
+def _check_config(cfg) -> None:
+    key = "data.folder"
+    if not cfg.classes:
+        raise ConfigError(f"{key}.classes: required for dataset folder: list the class names in index order")
+    if len(cfg.classes) < 2:
+        raise ConfigError(f"{key}.classes: {list(cfg.classes)} has 1 class; expected at least 2 class names in index order")
+    if len(set(cfg.classes)) != len(cfg.classes):
+        dup = next(c for c in cfg.classes if cfg.classes.count(c) > 1)
+        raise ConfigError(f"{key}.classes: {dup!r} appears twice; expected distinct class names")
+    if cfg.palette and len(cfg.palette) != len(cfg.classes):
+        raise ConfigError(f"{key}.palette: {len(cfg.palette)} colours for {len(cfg.classes)} classes; expected one "
+                          f"[R, G, B] colour per class, in {key}.classes order")
+    if len(set(cfg.palette)) != len(cfg.palette):
+        dup = next(c for c in cfg.palette if cfg.palette.count(c) > 1)
+        raise ConfigError(f"{key}.palette: colour {list(dup)} appears twice; expected one distinct colour per class")
+    if cfg.mask_format == "binary" and len(cfg.classes) != 2:
+        raise ConfigError(f"{key}.mask_format: binary needs exactly 2 classes; {key}.classes has {len(cfg.classes)}")
+
+
+def _stems_unique(files: list[Path], folder: Path) -> None:
+    seen: dict[str, Path] = {}
+    for f in files:
+        if f.stem in seen:
+            raise DataError(f"{folder}: {seen[f.stem].name} and {f.name} share the stem {f.stem!r}; "
+                            "expected one file per stem (images and masks are matched by stem)")
+        seen[f.stem] = f
+
+
+class FolderSource:
+    layout = "folder: <images>/* + <masks>/* matched by file stem, or {train,val,test}/<images|masks>/*"
+
+    def _layout(self, cfg) -> str:
+        return (f"folder: {cfg.images}/* + {cfg.masks}/* matched by file stem, "
+                f"or {{train,val,test}}/{cfg.images}/* + {{train,val,test}}/{cfg.masks}/*")
+
+    def read(self, params, root: Path) -> RawDataset:
+        cfg = params.data.folder
+        _check_config(cfg)
+        layout = self._layout(cfg)
+        try:
+            folder = locate(root, (f"train/{cfg.images}",), layout)
+            split_dirs = {s: folder / s for s in SPLITS if (folder / s / cfg.images).is_dir()}
+        except DataError:
+            folder = locate(root, (cfg.images, cfg.masks), layout)
+            split_dirs = {"train": folder}
+        splits = {}
+        for split, base in split_dirs.items():
+            image_dir, mask_dir = base / cfg.images, base / cfg.masks
+            if not mask_dir.is_dir():
+                raise DataError(f"{mask_dir}: missing (the masks of {image_dir}); expected {layout}")
+            images, masks = list_images(image_dir), list_images(mask_dir)
+            _stems_unique(images, image_dir)
+            _stems_unique(masks, mask_dir)
+            splits[split] = pair_by_stem(images, masks, str(mask_dir))
+        if not splits["train"]:
+            raise DataError(f"{split_dirs['train'] / cfg.images}: no images; expected {layout}")
+        return RawDataset(
+            class_names=tuple(cfg.classes),
+            splits=splits,
+            decode_mask=partial(decode_folder_mask, mask_format=cfg.mask_format, classes=tuple(cfg.classes),
+                                palette=tuple(cfg.palette), ignore_index=params.data.ignore_index),
+        )
+
+
+SOURCES.add("folder", FolderSource())
