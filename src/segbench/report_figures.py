@@ -1,0 +1,162 @@
+"""The report's PNGs (matplotlib, no pyplot state): trade-off scatters, per-class IoU heatmap, curves.
+
+The same data files feed DVC's interactive plots; these are the versions that show anywhere
+(a README, a pull request, an image viewer).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path
+
+LOG_RANGE = 10.0  # a log axis when the positive values span more than this factor
+
+
+def model_colours(models: list[str]) -> dict[str, tuple]:
+    """One colour per model, the same in every figure (params order)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(models) <= 10 else "tab20"]
+    return {name: cmap(i % cmap.N) for i, name in enumerate(models)}
+
+
+def use_log_scale(values) -> bool:
+    """True when every value is positive and the largest is more than LOG_RANGE times the smallest."""
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    return len(v) > 1 and bool((v > 0).all()) and bool(v.max() / v.min() > LOG_RANGE)
+
+
+def save(fig, path: Path, dpi: int) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+
+
+def _message_axes(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12, color="dimgrey", transform=ax.transAxes, wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def tradeoff_figure(table: pd.DataFrame, axis, colours: dict[str, tuple]):
+    """One panel per setting (profiled size / precision): dots labelled by model, Pareto staircase, members ringed."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    settings = list(dict.fromkeys(table["setting"]))
+    valid = table.dropna(subset=[axis.column, "miou"])
+    fig = Figure(figsize=(6.4 * len(settings) + 1.8, 4.8), layout="constrained")
+    axes = fig.subplots(1, len(settings), squeeze=False)[0]
+    fig.suptitle(axis.title)
+    if valid.empty:
+        what = "GPU" if "cuda" in axis.column else axis.label.split(" (")[0]
+        for ax in axes:
+            _message_axes(ax, f"no {what} measurements\n({axis.column} is absent from every model's metrics)")
+        return fig
+    for ax, setting in zip(axes, settings):
+        _tradeoff_panel(ax, valid[valid["setting"] == setting], axis, colours)
+        if setting:
+            ax.set_title(setting, fontsize=10)
+    handles = [Line2D([], [], ls="", marker="o", color=colours.get(m, "grey"), label=m) for m in dict.fromkeys(table["model"])]
+    handles += [Line2D([], [], ls="--", color="dimgrey", label="Pareto front"),
+                Line2D([], [], ls="", marker="o", ms=11, mfc="none", mec="black", label="on the front")]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+    return fig
+
+
+def _tradeoff_panel(ax, data: pd.DataFrame, axis, colours: dict[str, tuple]) -> None:
+    if data.empty:
+        _message_axes(ax, "no measurements at this setting")
+        return
+    x, y = data[axis.column].to_numpy(float), data["miou"].to_numpy(float)
+    ax.scatter(x, y, s=55, color=[colours.get(m, "grey") for m in data["model"]], zorder=3)
+    front = data[data["pareto"].astype(bool)].sort_values([axis.column, "miou"])
+    ax.scatter(front[axis.column], front["miou"], s=170, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
+    if len(front) > 1:  # a staircase: the best mIoU any budget buys
+        ax.step(front[axis.column], front["miou"], where="post", ls="--", color="dimgrey", lw=1, zorder=2)
+    if use_log_scale(x):
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{axis.label}, log scale")
+    else:
+        ax.set_xlabel(axis.label)
+    ax.set_ylabel("mIoU (evaluation split)")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.margins(x=0.15, y=0.12)
+    label_points(ax, x, y, list(data["model"]))
+
+
+def label_points(ax, x: np.ndarray, y: np.ndarray, names: list[str], fontsize: float = 8) -> None:
+    """Name each dot; a label that would overlap one already placed moves down a line (with a leader)."""
+    ax.autoscale_view()
+    scale = ax.figure.dpi / 72  # pixels per point
+    pixels = ax.transData.transform(np.column_stack([x, y]))
+    height = fontsize * 1.25 * scale
+    placed: list[tuple[float, float, float]] = []
+    for i in np.lexsort((pixels[:, 0], -pixels[:, 1])):  # top to bottom, then left to right
+        width = 0.62 * fontsize * scale * len(names[i])
+        left, bottom = pixels[i, 0] + 6 * scale, pixels[i, 1] + 4 * scale
+        while any(left < l + w and l < left + width and bottom < b + height and b < bottom + height for l, b, w in placed):
+            bottom -= height
+        placed.append((left, bottom, width))
+        offset = ((left - pixels[i, 0]) / scale, (bottom - pixels[i, 1]) / scale)
+        leader = {"arrowstyle": "-", "color": "grey", "lw": 0.5} if offset[1] < -4 else None
+        ax.annotate(names[i], (x[i], y[i]), textcoords="offset points", xytext=offset, fontsize=fontsize,
+                    arrowprops=leader)
+
+
+def heatmap_figure(ious: pd.DataFrame):
+    """Models (rows, best mIoU first) x classes, IoU printed in each cell; undefined cells grey."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    models = list(dict.fromkeys(ious["model"]))
+    classes = list(dict.fromkeys(ious["class"]))
+    fig = Figure(figsize=(min(24.0, max(5.0, 1.0 + 0.9 * len(classes) + 0.09 * max(map(len, models), default=0))),
+                          min(24.0, max(2.5, 1.4 + 0.42 * len(models)))), layout="constrained")
+    ax = fig.subplots()
+    ax.set_title("IoU per class (rows: models, best mIoU first)")
+    if not classes:
+        _message_axes(ax, "no per-class IoU in any eval.json")
+        return fig
+    grid = ious.pivot(index="model", columns="class", values="iou").reindex(index=models, columns=classes).to_numpy(float)
+    cmap = colormaps["viridis"].with_extremes(bad="lightgrey")
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    for (i, j), value in np.ndenumerate(grid):
+        text = "—" if math.isnan(value) else f"{value:.2f}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=8 if len(classes) <= 16 else 6,
+                color="white" if not value >= 0.6 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+    ax.set_yticks(range(len(models)), models)
+    fig.colorbar(image, ax=ax, label="IoU")
+    return fig
+
+
+def curves_figure(curves: pd.DataFrame, colours: dict[str, tuple]):
+    """Train loss, val loss and val mIoU per epoch, every model overlaid."""
+    from matplotlib.figure import Figure
+
+    panels = (("train_loss", "training loss"), ("val_loss", "validation loss"), ("val_miou", "validation mIoU"))
+    fig = Figure(figsize=(15, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(panels))
+    fig.suptitle("Training curves (DVCLive logs)")
+    for ax, (column, label) in zip(axes, panels):
+        data = curves.dropna(subset=[column])
+        if data.empty:
+            _message_axes(ax, f"no {label} logged")
+            continue
+        for model, rows in data.groupby("model", sort=False):
+            ax.plot(rows["epoch"], rows[column], marker="o", ms=3, color=colours.get(model, "grey"), label=model)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(label)
+        ax.grid(True, alpha=0.3)
+        if column.endswith("loss") and use_log_scale(data[column]):
+            ax.set_yscale("log")
+    handles, labels = axes[-1].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    return fig

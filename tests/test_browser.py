@@ -1,0 +1,173 @@
+"""`dvc plots show` output drawn by headless Chromium with no network: every declared plot must draw.
+
+The report comes from the plot stage's command (in-process, on fabricated per-model outputs
+to stay fast) and real `dvc plots show` in a temporary git + DVC repo that uses the repository's
+.dvc/config, so it exercises the offline page template. Chromium runs with a proxy that
+points nowhere: anything the page fetched from a CDN would fail. The screenshot and the
+rendered DOM are kept under test-artifacts/ (gitignored; SEGBENCH_TEST_ARTIFACTS moves it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, TINY_PARAMS, run
+from fake_run import MODELS, fake_run
+from segbench.cli import main
+
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = Path(os.environ.get("SEGBENCH_TEST_ARTIFACTS", REPO / "test-artifacts"))
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome", "headless_shell")
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+def find_browser() -> str | None:
+    explicit = os.environ.get("SEGBENCH_CHROMIUM")
+    return explicit or next((path for name in BROWSERS if (path := shutil.which(name))), None)
+
+
+BROWSER = find_browser()
+needs_browser = pytest.mark.skipif(BROWSER is None, reason="no Chromium binary (apt-get install chromium; .ci/run does)")
+
+
+def chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Headless Chromium, offline: no background fetches, and every proxied request goes to a closed port."""
+    args = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--disable-default-apps",
+            "--disable-sync", "--no-first-run", "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+            f"--user-data-dir={profile}", "--virtual-time-budget=20000", *extra, url]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+
+
+class Node:
+    def __init__(self, tag: str, attrs: dict):
+        self.tag, self.attrs, self.children, self.text = tag, attrs, [], []
+
+    def walk(self):
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def all_text(self) -> str:
+        return " ".join(t for n in self.walk() for t in n.text)
+
+
+class Tree(HTMLParser):
+    """Just enough of a DOM: elements, attributes, text."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#document", {})
+        self.stack = [self.root]
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        node = Node(tag, dict(attrs))
+        self.stack[-1].children.append(node)
+        if tag not in VOID:
+            self.stack.append(node)
+
+    def handle_startendtag(self, tag, attrs):
+        self.stack[-1].children.append(Node(tag, dict(attrs)))
+
+    def handle_endtag(self, tag):
+        for i in range(len(self.stack) - 1, 0, -1):
+            if self.stack[i].tag == tag:
+                del self.stack[i:]
+                return
+
+    def handle_data(self, data):
+        if data.strip():
+            self.stack[-1].text.append(data.strip())
+
+
+def dvc(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", *args], cwd)
+
+
+@pytest.fixture
+def report(workspace):
+    """The workspace with the plot stage run by DVC on fabricated outputs, and `dvc plots show` done."""
+    repo = workspace
+    params = dict(TINY_PARAMS, models={"big": {"arch": "unet"}, "small": {"arch": "unet", "base_channels": 4},
+                                       "twin": {"arch": "prior_baseline"}})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    fake_run(repo)
+    cwd = os.getcwd()
+    os.chdir(repo)
+    try:  # what stages/plot.py runs, in-process: torch is imported already
+        assert main(["plot"]) == 0
+    finally:
+        os.chdir(cwd)
+    declared = json.loads(dvc(["plots", "show", "--json"], repo).stdout)
+    dvc(["plots", "show"], repo)
+    return repo, declared
+
+
+@needs_browser
+def test_every_declared_plot_draws_offline(report):
+    repo, declared = report
+    index = repo / "dvc_plots" / "index.html"
+    html = index.read_text()
+    assert not re.search(r"<script[^>]+src=", html), "the page loads a script file; it must inline everything"
+    assert "cdn.jsdelivr" not in html and "{plot_divs}" not in html
+
+    assert not declared.get("errors"), declared.get("errors")
+    vega = [name for name, plots in declared["data"].items() if plots[0]["type"] == "vega"]
+    images = [name for name, plots in declared["data"].items() if plots[0]["type"] == "image"]
+    # the report's own plots, and every model's confusion matrix and predictions from evaluate
+    assert {"plots/miou_vs_latency_cuda.csv", "plots/iou_per_class.csv", "Validation mIoU per epoch"} <= set(vega)
+    assert {f"plots/{m}/confusion.csv" for m in MODELS} <= set(vega)
+    assert {f"plots/{m}/predictions.png" for m in MODELS} | {"plots/training_curves.png"} <= set(images)
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    profile = repo.parent / "chromium-profile"
+    dom = chromium(index.as_uri(), profile, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    (ARTIFACTS / "report-dom.html").write_text(dom.stdout)
+    shot = chromium(index.as_uri(), profile, "--hide-scrollbars", "--window-size=1400,5000",
+                    f"--screenshot={ARTIFACTS / 'report-screenshot.png'}")
+    assert shot.returncode == 0 and (ARTIFACTS / "report-screenshot.png").stat().st_size > 10_000, shot.stderr[-2000:]
+
+    tree = Tree(dom.stdout).root
+    views = [n for n in tree.walk() if "data-segbench" in n.attrs]
+    failed = {n.attrs.get("id"): n.all_text() for n in views if n.attrs["data-segbench"] != "drawn"}
+    assert not failed, f"views that did not draw: {failed}"
+    assert len(views) == len(vega), f"{len(views)} views drew, {len(vega)} Vega plots declared"
+    for view in views:
+        assert [n for n in view.walk() if n.tag == "svg"], f"{view.attrs.get('id')}: no SVG"
+        # data marks (dots, cells, lines), not just axes: Vega groups them as `role-mark`
+        drawn = [c for n in view.walk() if "role-mark" in n.attrs.get("class", "") for c in n.children]
+        assert drawn, f"{view.attrs.get('id')}: axes but no data drawn"
+        assert "error" not in view.all_text().lower(), view.attrs.get("id")
+
+    imgs = [n for n in tree.walk() if n.tag == "img"]
+    assert len(imgs) >= len(images)
+    assert all(n.attrs.get("data-segbench-loaded") == "true" for n in imgs), [n.attrs.get("src") for n in imgs]
+    status = next(n for n in tree.walk() if n.attrs.get("id") == "segbench-status")
+    assert status.attrs["data-failed"] == "0" and status.attrs["data-broken-images"] == "0", status.all_text()
+
+    # the GPU trade-off has one model with CUDA keys: its dot and label drew, and the others did not break it
+    gpu = next(v for v in views if "latency_cuda" in v.attrs.get("id", ""))
+    assert "big" in gpu.all_text() and "no measurements" not in gpu.all_text()
+
+
+@needs_browser
+def test_the_browser_really_is_offline(tmp_path):
+    """Control: the same flags leave a CDN-loading page (DVC's default) without Vega."""
+    page = tmp_path / "cdn.html"
+    page.write_text('<html><head><script src="https://cdn.jsdelivr.net/npm/vega@5"></script></head><body>'
+                    '<p id="out">pending</p><script>document.getElementById("out").textContent = '
+                    '"vega: " + typeof vega;</script></body></html>')
+    dom = chromium(page.as_uri(), tmp_path / "profile", "--dump-dom")
+    assert "vega: undefined" in dom.stdout
