@@ -2,13 +2,15 @@
 torch.load(weights_only=True) (plain containers and tensors only, no pickled objects)."""
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from .errors import DataError
-from .io import load_torch, save_torch
+from .io import load_torch, save_torch, sha256_file
 from .models import build_model
 
 FORMAT = 1
@@ -31,3 +33,66 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     except RuntimeError as exc:
         raise DataError(f"{path}: weights do not fit arch {ckpt['arch']!r} ({str(exc).splitlines()[0]}); re-run training") from None
     return model, ckpt
+
+
+# Resume checkpoints: the whole training state after an epoch, so a killed run continues where it
+# stopped and ends bit-identical to an uninterrupted one (CPU, same seed). They live beside the
+# stage output (data/checkpoints/<model>.resume.pt) but are not a DVC output: DVC deletes declared
+# outputs before it runs a stage, which would throw the progress away.
+RESUME_FORMAT = 1
+# Fields of train: that change how fast training runs but not what it computes.
+_SPEED_ONLY = ("threads", "num_workers")
+
+
+def resume_path_for(checkpoint_path: str | Path) -> Path:
+    path = Path(checkpoint_path)
+    return path.with_name(f"{path.stem}.resume.pt")
+
+
+# The code that decides what training computes (the train stage's code deps and what they use to
+# parse params, validate and pick the best epoch): a resume continues that computation, not an edited one.
+_TRAINING_CODE = ("train.py", "losses.py", "optim.py", "metrics.py", "evaluate.py", "checkpoint.py", "distributed.py",
+                  "config.py", "schema.py", "models", "data/dataset.py")
+
+
+def _source_digest() -> str:
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in _TRAINING_CODE:
+        files = sorted((root / name).rglob("*.py")) if (root / name).is_dir() else [root / name]
+        for file in files:
+            digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
+def run_fingerprint(spec: Any, *, seed: int, augmentation: Any, manifest_path: str | Path, world_size: int) -> str:
+    """What a resume checkpoint must match: model, training settings, seed, augmentation, the data
+    (its preprocess manifest), the number of processes, and the code."""
+    from .schema import to_dict
+
+    train = {k: v for k, v in to_dict(spec.train).items() if k not in _SPEED_ONLY}
+    parts = {"format": RESUME_FORMAT, "arch": spec.arch, "options": spec.options, "train": train, "seed": seed,
+             "augmentation": to_dict(augmentation) if spec.train.augment and augmentation is not None else None,
+             "manifest": sha256_file(manifest_path), "world_size": world_size, "code": _source_digest()}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def save_resume(path: str | Path, fingerprint: str, state: dict) -> None:
+    save_torch(path, {"format": RESUME_FORMAT, "fingerprint": fingerprint, **state})
+
+
+def load_resume(path: str | Path, fingerprint: str) -> tuple[dict | None, str]:
+    """(state, note): the saved state when `path` holds a resume checkpoint of this very run, else
+    None and why it is not used ("" when there is no file)."""
+    path = Path(path)
+    if not path.is_file():
+        return None, ""
+    try:
+        state = load_torch(path)
+    except DataError as exc:
+        return None, f"{exc}; starting fresh"
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        return None, f"{path}: not a segbench resume checkpoint (format {RESUME_FORMAT}); starting fresh"
+    if state.get("fingerprint") != fingerprint:
+        return None, f"{path}: written by a different run (params, data, code or process count changed); starting fresh"
+    return state, ""

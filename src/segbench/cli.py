@@ -3,6 +3,7 @@
     segbench download | preprocess | train MODEL | evaluate MODEL | profile MODEL | plot
     segbench check                 validate params.yaml and exit
     segbench generate OUT ...      write a synthetic dataset anywhere
+    segbench html-template [OUT]   write the offline page `dvc plots show` fills (the plot stage does too)
 
 The DVC stage scripts in stages/ call these. A user mistake (SegbenchError) becomes one line
 on stderr and exit code 2; anything else is our bug and keeps its traceback.
@@ -71,15 +72,27 @@ def cmd_preprocess(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .io import write_json
+    from .distributed import inside_torchrun, process_group, run_under_torchrun
     from .train import train_and_save
 
     params = _params(args)
     spec = params.model(args.model)
-    metrics = train_and_save(spec, PROCESSED_DIR, checkpoint_path(args.model), seed=params.seed, log_dir=train_log_dir(args.model),
-                             augmentation=params.augmentation)
-    write_json(metrics_path(args.model, "train"), metrics)
-    print(f"{args.model}: best val mIoU {metrics['best_val_miou']:.4f} at epoch {metrics['best_epoch']} in {metrics['train_time_s']:.1f} s")
+    if spec.train.launcher == "torchrun" and not inside_torchrun():
+        from .data.dataset import load_manifest
+
+        load_manifest(PROCESSED_DIR)  # a missing cache is one line here, not one per rank
+        code = run_under_torchrun(spec.train.nproc, ["--params", args.params, "train", args.model])
+        if code:
+            raise SystemExit(code)
+        return
+    with process_group(spec.train.device) as dist:
+        metrics = train_and_save(spec, PROCESSED_DIR, checkpoint_path(args.model), seed=params.seed,
+                                 log_dir=train_log_dir(args.model), augmentation=params.augmentation,
+                                 metrics_path=metrics_path(args.model, "train"), dist=dist)
+    if dist.is_main:
+        ranks = f" on {dist.world_size} processes" if dist.world_size > 1 else ""
+        print(f"{args.model}: best val mIoU {metrics['best_val_miou']:.4f} at epoch {metrics['best_epoch']} "
+              f"in {metrics['train_time_s']:.1f} s{ranks}")
 
 
 def cmd_evaluate(args) -> None:
@@ -125,11 +138,21 @@ def cmd_profile(args) -> None:
 
 
 def cmd_plot(args) -> None:
+    from .html_template import write_template
     from .report import build_report
 
     params = _params(args)
-    df = build_report(METRICS_DIR, PLOTS_DIR, list(params.models), dpi=params.plot.dpi)
-    print(df[["miou", "train_time_s", "latency_cpu_ms", "size_mb"]].to_string(float_format=lambda v: f"{v:.4g}"))
+    models = list(params.models)
+    df = build_report(METRICS_DIR, PLOTS_DIR, models, dpi=params.plot.dpi, log_dirs={m: train_log_dir(m) for m in models})
+    write_template()
+    print(df[["pareto", "miou", "train_time_s", "latency_cpu_ms", "size_mb"]].to_string(float_format=lambda v: f"{v:.4g}"))
+    print(f"wrote {PLOTS_DIR}/summary.md and the report's plots; `dvc plots show` renders them offline")
+
+
+def cmd_html_template(args) -> None:
+    from .html_template import write_template
+
+    print(f"wrote {write_template(Path(args.out))} (the page `dvc plots show` fills; plots.html_template in .dvc/config)")
 
 
 def cmd_generate(args) -> None:
@@ -153,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("model", help="a key of models: in the params file")
         p.set_defaults(fn=fn)
     sub.add_parser("plot", help="stage: cross-model tables and plots").set_defaults(fn=cmd_plot)
+    tpl = sub.add_parser("html-template", help="write the offline page template `dvc plots show` uses (no CDN)")
+    tpl.add_argument("out", nargs="?", default="plots/report_template.html")
+    tpl.set_defaults(fn=cmd_html_template)
     gen = sub.add_parser("generate", help="write a synthetic dataset (the embedded default) to a folder")
     gen.add_argument("out")
     gen.add_argument("--seed", type=int, default=0)

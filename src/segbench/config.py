@@ -150,10 +150,23 @@ class TrainConfig:
     patience: int = option(0, min=0)  # early stopping: epochs without a better val mIoU; 0: off
     amp: str = option("off", choices=("off", "bf16", "fp16"))  # autocast precision; fp16 needs CUDA
     channels_last: bool = False  # model and inputs in channels_last memory format
+    # Data-parallel training (torch.distributed): the stage re-launches itself under torchrun with
+    # nproc processes on this machine; batch_size stays the global batch, split across them.
+    launcher: str = option("none", choices=("none", "torchrun"))
+    nproc: int = option(1, min=1)
+    sync_bn: bool = False  # SyncBatchNorm across processes (torch supports it on CUDA only)
 
     def __post_init__(self) -> None:
         if self.amp == "fp16" and self.device == "cpu":
             raise ConfigError("amp: fp16 needs CUDA but device is cpu; use amp: bf16 or off")
+        if self.launcher == "none" and self.nproc != 1:
+            raise ConfigError(f"nproc: {self.nproc} needs launcher: torchrun (launcher is none, which runs one process)")
+        if self.launcher == "torchrun" and self.batch_size % self.nproc:
+            raise ConfigError(f"batch_size: {self.batch_size} is not divisible by nproc {self.nproc}; batch_size is the "
+                              f"global batch, split evenly across the processes (use a multiple of {self.nproc})")
+        if self.sync_bn and self.device == "cpu":
+            raise ConfigError("sync_bn: true needs CUDA (torch's SyncBatchNorm runs on GPUs only) but device is cpu; "
+                              "use sync_bn: false")
 
 
 @dataclass(frozen=True)
@@ -258,6 +271,26 @@ def _parse_models(raw: Any, shared_train: TrainConfig) -> dict[str, ModelSpec]:
     return specs
 
 
+def _check_batch_norm(models: dict[str, ModelSpec], raw: dict, image_size: tuple[int, int]) -> None:
+    """A model trained on batches of one image fails inside torch when a BatchNorm layer sees a
+    1x1 map (DeepLab's ASPP pooling always does); say so now, not as a traceback mid-training."""
+    from .models import batch_norm_problem
+
+    for name, spec in models.items():
+        per_process = spec.train.batch_size // (spec.train.nproc if spec.train.launcher == "torchrun" else 1)
+        if per_process >= 2:
+            continue
+        problem = batch_norm_problem(spec.arch, spec.options, image_size, per_process)
+        if problem is None:
+            continue
+        own = isinstance(raw[name].get("train"), dict) and "batch_size" in raw[name]["train"]
+        key = f"models.{name}.train.batch_size" if own else "train.batch_size"
+        each = f" per process (nproc {spec.train.nproc})" if per_process != spec.train.batch_size else ""
+        raise ConfigError(f"{key}: {spec.train.batch_size}{each} is too small for models.{name} (arch {spec.arch}) at "
+                          f"data.image_size {list(image_size)}: {problem}; expected a batch_size of at least "
+                          f"{2 * (spec.train.batch_size // per_process)}")
+
+
 def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
     try:
         if not isinstance(raw, dict):
@@ -271,6 +304,7 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
             raise ConfigError(f"{unknown[0]}: unknown section{did_you_mean(unknown[0], list(_TOP_KEYS))}; valid: {', '.join(_TOP_KEYS)}")
         top = parse(_Sections, parse_top, "")
         models = _parse_models(raw.get("models"), top.train)
+        _check_batch_norm(models, raw.get("models"), top.data.image_size)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return Params(seed=top.seed, data=top.data, train=top.train, evaluate=top.evaluate,
@@ -278,14 +312,39 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
                   source=source)
 
 
+class _ParamsLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, so
+    `amp: off` (which `dvc exp run -S` writes unquoted) would turn into False."""
+
+
+_ParamsLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ParamsLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: file not found; run from the repository root (where dvc.yaml is)")
+        what = "is a folder, not a file" if path.is_dir() else "file not found"
+        raise ConfigError(f"{path}: {what}; run from the repository root (where dvc.yaml is) or pass --params FILE")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8); expected YAML") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        # safe_load only: a tag such as !!python/object/apply is an error, never a call.
+        raw = yaml.load(text, Loader=_ParamsLoader)  # a SafeLoader: no tags that build objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = getattr(exc, "problem", None) or exc
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start is not None and (mark is None or start.line != mark.line):
+            problem = f"{problem} {context} that starts at line {start.line + 1}"  # e.g. an unclosed [
+        raise ConfigError(f"{path}:{where}: not valid YAML ({problem})") from None
     return params_from_dict(raw, str(path))

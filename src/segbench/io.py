@@ -10,7 +10,9 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,27 +20,51 @@ from typing import Any, Iterator
 import numpy as np
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # reading the umask means setting it; put it straight back
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; move it over `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; move it over `path` only if the block succeeds.
+
+    A full disk (or quota, read-only file system, permissions) is an OutputError naming `path`;
+    the temporary file is removed and a previous `path` is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _storage_error(path, exc) from None
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
+            os.fsync(fh.fileno())  # a full disk can surface only here (delayed allocation)
         os.replace(tmp_path, path)
+    except OSError as exc:
+        raise _storage_error(path, exc) from None
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        try:
+            tmp_path.unlink(missing_ok=True)
+        except OSError:  # never hide the error that got us here
+            pass
+
+
+def _storage_error(path: Path, exc: OSError) -> BaseException:
+    """OutputError for a full disk & co. (one line from the CLI); anything else stays as it is."""
+    from .errors import storage_error
+
+    return storage_error(path, exc, previous_kept=path.exists()) or exc
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
 
 
 def _json_safe(value: Any) -> Any:
@@ -73,7 +99,35 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        # Through a Python file object: a full disk is then an OSError (ENOSPC), not an opaque
+        # RuntimeError from torch's C++ zip writer.
+        with open(tmp, "wb") as fh:
+            try:
+                torch.save(obj, fh)
+            except RuntimeError as exc:  # torch wraps the writer's OSError when it fails mid-save
+                cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, OSError):
+                    raise cause from None
+                raise
+
+
+def open_memmap(path: str | os.PathLike, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """np.lib.format.open_memmap(mode="w+") with the file's blocks allocated up front.
+
+    A memory-mapped file is sparse: on a full disk, writing into the map kills the process
+    with SIGBUS and no message. Allocating first turns that into an OutputError (ENOSPC) here.
+    """
+    path = Path(path)
+    try:
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        if hasattr(os, "posix_fallocate") and path.stat().st_size:
+            with open(path, "rb+") as fh:
+                os.posix_fallocate(fh.fileno(), 0, path.stat().st_size)
+    except OSError as exc:
+        from .errors import storage_error
+
+        raise storage_error(path, exc) or exc from None
+    return array
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -89,7 +143,10 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def load_torch(path: str | os.PathLike) -> Any:
-    """Load a checkpoint without unpickling arbitrary objects."""
+    """Load a checkpoint without unpickling arbitrary objects (weights_only=True: tensors and
+    plain containers only; a file holding any other pickled object is refused, never run)."""
+    import pickle
+
     import torch
 
     from .errors import DataError
@@ -98,9 +155,26 @@ def load_torch(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found; run the train stage first (dvc repro)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd files before failing; the error says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"\bGLOBAL\s+([\w.]+)", str(exc))
+        if found:  # torch refused to import something: the file would run code if unpickled freely
+            raise DataError(f"{path}: refused: the file holds a pickled Python object ({found.group(1)}), not just "
+                            "tensors; loaded with weights_only=True, nothing in it was run; a segbench checkpoint "
+                            "never holds one: delete it and re-run the train stage (dvc repro)") from None
+        raise DataError(f"{path}: unreadable checkpoint (truncated or corrupt: not a file written by torch.save); "
+                        "delete it and re-run the train stage (dvc repro)") from None
     except Exception as exc:  # torch raises several types for truncated/corrupt files
-        raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); delete it and re-run training") from None
+        raise DataError(f"{path}: unreadable checkpoint (truncated or corrupt: {type(exc).__name__}: {_gist(exc)}); "
+                        "delete it and re-run the train stage (dvc repro)") from None
+
+
+def _gist(exc: BaseException) -> str:
+    """The gist of a library's message: its first line, first sentence."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0].split(". ")[0].rstrip(".") if lines else type(exc).__name__
 
 
 def state_dict_bytes(state_dict: dict) -> bytes:

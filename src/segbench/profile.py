@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import SegbenchError
+from .errors import ResourceError, SegbenchError
 from .io import state_dict_bytes
 
 # The frame size a course assignment times (H, W); profiled beside the training size by default.
@@ -123,6 +123,12 @@ def _forward_or_fail(model: nn.Module, x: torch.Tensor) -> None:
     try:
         with torch.inference_mode():
             model(x)
+    except torch.cuda.OutOfMemoryError:  # a RuntimeError too, but the size is fine: the GPU is not
+        shape = "x".join(map(str, x.shape))
+        fix = ("lower profile.batch_size (the throughput batch)" if x.shape[0] > 1 else
+               f"remove {size_tag(tuple(x.shape[2:]))} from profile.input_sizes")
+        raise ResourceError(f"profile: CUDA out of memory running {type(model).__name__} on input {shape}; {fix}, "
+                            "or set profile.device: cpu; make sure no other process holds the GPU (nvidia-smi)") from None
     except (RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SegbenchError(

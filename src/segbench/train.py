@@ -5,28 +5,38 @@ Stops early when `train.patience` epochs pass without a better validation mIoU. 
 precision (`train.amp`: bf16 on CPU or CUDA, fp16 on CUDA with gradient scaling) covers the
 forward pass; losses compute in float32 and validation runs in float32, like the evaluate stage.
 Per-epoch curves go to DVCLive; a progress bar appears only on a terminal.
+
+Resumable: after every epoch the whole state (model, optimiser, scheduler, grad scaler, early
+stopping, best weights, history, every RNG) goes atomically to a resume checkpoint; a run killed
+part-way continues from it and ends bit-identical to an uninterrupted run on CPU. Sample order is a
+function of (seed, epoch) and each sample's augmentation of (seed, epoch, index), so nothing about
+the data pipeline needs saving and any number of workers or processes sees the same samples.
+
+Data-parallel under torchrun (see segbench.distributed): DistributedSampler order, DDP gradient
+averaging, the global batch split across ranks, rank 0 alone validating and writing.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from .checkpoint import save_checkpoint
+from .checkpoint import load_resume, resume_path_for, run_fingerprint, save_checkpoint, save_resume
 from .config import AugmentConfig, ModelSpec, TrainConfig
 from .data.dataset import SegmentationCache
+from .distributed import DistContext, per_rank_batch, usable_cores
 from .errors import TrainingError
 from .evaluate import run_evaluation
+from .io import write_json
 from .losses import build_loss, class_weights_from_manifest
 from .models import build_model
 from .optim import LRSchedule, build_optimizer, build_scheduler
@@ -171,85 +181,310 @@ class EarlyStopping:
         return self.patience > 0 and self.stale >= self.patience
 
 
+class EpochSamples(Dataset):
+    """The training set indexed by (epoch, index). Each sample's augmentation is reseeded from
+    (seed, epoch, index), so what a sample looks like depends on nothing else: not on the order,
+    the DataLoader workers (persistent or not), the DDP rank, or whether the run was resumed."""
+
+    def __init__(self, data: SegmentationCache) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        if self.data.transform is not None:
+            self.data.set_epoch(epoch, index)  # keyed by the sample itself rather than a worker
+        return self.data[index]
+
+
+class EpochSampler(Sampler):
+    """DistributedSampler's order, tagged with the epoch: a permutation drawn from seed + epoch,
+    rank r taking every world_size-th index. A single process uses it with one replica, so a global
+    batch holds the same samples whatever the number of processes, and an epoch's order is a
+    function of (seed, epoch) alone (nothing to save for a resume)."""
+
+    def __init__(self, data: Dataset, *, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.order = DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.order.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, index) for index in self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+@dataclass
+class Progress:
+    """A run so far: what the final metrics and a resume need besides the model and optimiser."""
+
+    epoch: int = 0  # epochs completed
+    history: list[dict] = field(default_factory=list)
+    best_miou: float = -1.0
+    best_epoch: int = 0
+    best_state: dict | None = None
+    images: int = 0
+    step_time: float = 0.0
+    data_wait: float = 0.0
+    elapsed: float = 0.0  # wall seconds of training, over every attempt of this run
+    stopped_early: int = 0
+    stale: int = 0  # early-stopping counter
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def rng_state(loader_generator: torch.Generator) -> dict:
+    """Every random stream training draws from, as tensors and plain values (weights_only loads it)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(), "loader": loader_generator.get_state(),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                       "cached_gaussian": float(cached)},
+             "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict, loader_generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    loader_generator.set_state(state["loader"])
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"], np_state["has_gauss"],
+                         np_state["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _cpu_state(model: nn.Module, copy: bool = True) -> dict:
+    """The weights on the CPU; `copy`: detached from the model's storage (which training changes)."""
+    return {k: (v.detach().cpu().clone() if copy else v.detach().cpu()) for k, v in model.state_dict().items()}
+
+
+def _set_threads(threads: int, dist: DistContext) -> None:
+    """train.threads when given; under several local processes, the cores shared out among them
+    (torchrun would otherwise leave each process a single thread)."""
+    if threads:
+        torch.set_num_threads(threads)
+    elif dist.local_world_size > 1:
+        torch.set_num_threads(max(1, usable_cores() // dist.local_world_size))
+
+
+@dataclass
+class Setup:
+    """Everything an epoch touches, built once per run."""
+
+    model: nn.Module  # the bare model: validation and checkpoints
+    net: nn.Module  # what trains: the model, or its DistributedDataParallel wrapper
+    loader: DataLoader
+    sampler: EpochSampler
+    val_loader: DataLoader
+    loss_fn: nn.Module
+    device: torch.device
+    precision: Precision
+    num_classes: int
+    ignore_index: int
+    generator: torch.Generator  # the DataLoader's (worker base seeds)
+
+
+@dataclass
+class Optimisation:
+    """What a training step changes besides the weights; saved and restored with them."""
+
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    scaler: torch.amp.GradScaler | None
+    stopper: EarlyStopping
+
+
+@dataclass(frozen=True)
+class ResumeFile:
+    """The resume checkpoint of one run: only a file with this run's fingerprint is ever used."""
+
+    path: Path
+    fingerprint: str
+    name: str  # the model, for messages
+
+    def load(self, dist: DistContext) -> dict | None:
+        """Rank 0 reads it and hands it to every rank; None: start fresh (and say why)."""
+        saved, note = load_resume(self.path, self.fingerprint) if dist.is_main else (None, "")
+        if dist.is_main:
+            if saved is not None:
+                print(f"{self.name}: resuming from {self.path} after epoch {saved['progress']['epoch']}", flush=True)
+            elif note:
+                print(f"{self.name}: {note}", flush=True)
+        return dist.broadcast_object(saved)
+
+    def save(self, run: Setup, opt: Optimisation, progress: Progress) -> None:
+        saved_progress = progress.as_dict()
+        if progress.best_epoch == progress.epoch:  # the best weights are the model's: store them once
+            saved_progress["best_state"] = None
+        save_resume(self.path, self.fingerprint, {
+            "model": _cpu_state(run.model, copy=False), "optimizer": opt.optimizer.state_dict(),
+            "scheduler": opt.schedule.scheduler.state_dict(),
+            "scaler": opt.scaler.state_dict() if opt.scaler is not None else None,
+            "rng": rng_state(run.generator), "progress": saved_progress})
+
+
+def _restore(saved: dict, run: Setup, opt: Optimisation) -> Progress:
+    run.model.load_state_dict(saved["model"])
+    opt.optimizer.load_state_dict(saved["optimizer"])
+    opt.schedule.scheduler.load_state_dict(saved["scheduler"])
+    if opt.scaler is not None and saved.get("scaler"):
+        opt.scaler.load_state_dict(saved["scaler"])
+    restore_rng(saved["rng"], run.generator)
+    progress = Progress(**saved["progress"])
+    if progress.best_state is None and progress.best_epoch == progress.epoch:
+        progress.best_state = saved["model"]
+    opt.stopper.stale = progress.stale
+    return progress
+
+
 def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None = None,
-          augmentation: AugmentConfig | None = None) -> TrainResult:
+          augmentation: AugmentConfig | None = None, resume_path: Path | None = None,
+          dist: DistContext | None = None) -> TrainResult:
+    """Train `spec` on the cache. `resume_path`: continue from (and keep updating) a resume checkpoint
+    of this very run. `dist`: this process's rank in a torchrun job (default: a single process)."""
     cfg: TrainConfig = spec.train
+    dist = dist or DistContext()
+    augment = (augmentation or AugmentConfig()) if cfg.augment else None
+    run, train_set = _set_up(spec, cache_dir, seed, augment, dist)
+    live = _open_live(log_dir) if dist.is_main else None
+    started = time.perf_counter()
+    trainable = [p for p in run.model.parameters() if p.requires_grad]
+    if not trainable:
+        progress = _fit_prior(run, train_set, live)
+    else:
+        resume = None
+        if resume_path is not None:
+            resume = ResumeFile(resume_path, run_fingerprint(spec, seed=seed, augmentation=augment, world_size=dist.world_size,
+                                                             manifest_path=Path(cache_dir) / "manifest.json"), spec.name)
+        optimizer = build_optimizer(trainable, cfg)
+        opt = Optimisation(optimizer, build_scheduler(optimizer, cfg, steps_per_epoch=len(run.loader)),
+                           run.precision.grad_scaler(), EarlyStopping(cfg.patience))
+        progress = _fit(run, opt, cfg, dist, live, resume)
+    if live is not None:
+        live.end()
+    model = run.model
+    if cfg.channels_last:  # the checkpoint keeps the default layout
+        model = model.to(memory_format=torch.contiguous_format)
+    wall = progress.elapsed or time.perf_counter() - started
+    return TrainResult(model=model.cpu(), metrics=_metrics(progress, wall, run.device, dist), history=progress.history)
+
+
+def _set_up(spec: ModelSpec, cache_dir: Path, seed: int, augment: AugmentConfig | None,
+            dist: DistContext) -> tuple[Setup, SegmentationCache]:
+    cfg = spec.train
+    local_batch = per_rank_batch(cfg.batch_size, dist.world_size)
     generator = seed_everything(seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    _set_threads(cfg.threads, dist)
     device = resolve_device(cfg.device)
+    if device.type == "cuda" and dist.distributed:
+        device = torch.device("cuda", dist.local_rank)
     precision = resolve_precision(cfg.amp, device)
-    train_set = SegmentationCache(cache_dir, "train", augment=(augmentation or AugmentConfig()) if cfg.augment else None,
-                                  seed=seed)
+    train_set = SegmentationCache(cache_dir, "train", augment=augment, seed=seed)
     val_set = SegmentationCache(cache_dir, "val")
-    num_classes, ignore = len(train_set.class_names), train_set.manifest["ignore_index"]
-    model = build_model(spec.arch, num_classes, **spec.options).to(device)
+    model = build_model(spec.arch, len(train_set.class_names), **spec.options).to(device)
+    if cfg.sync_bn and dist.distributed:
+        if device.type != "cuda":
+            raise TrainingError("train.sync_bn: SyncBatchNorm needs CUDA (torch runs it on GPUs only) but training runs "
+                                f"on {device.type}; use sync_bn: false")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = make_loss(cfg, train_set.manifest).to(device)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+    net = model
+    if dist.distributed and any(p.requires_grad for p in model.parameters()):
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    sampler = EpochSampler(train_set, seed=seed, rank=dist.rank, world_size=dist.world_size)
+    loader = DataLoader(EpochSamples(train_set), batch_size=local_batch, sampler=sampler, generator=generator,
                         drop_last=len(train_set) > cfg.batch_size,  # BatchNorm needs > 1 sample per batch
                         num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
     val_loader = DataLoader(val_set, batch_size=max(cfg.batch_size, 32), shuffle=False)
+    run = Setup(model=model, net=net, loader=loader, sampler=sampler, val_loader=val_loader,
+                loss_fn=make_loss(cfg, train_set.manifest).to(device), device=device, precision=precision,
+                num_classes=len(train_set.class_names), ignore_index=train_set.manifest["ignore_index"], generator=generator)
+    return run, train_set
 
-    live = _open_live(log_dir)
-    history: list[dict] = []
+
+def _fit_prior(run: Setup, train_set: SegmentationCache, live) -> Progress:
     started = time.perf_counter()
-    stopped_early = 0
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
-        fit_without_gradients(model, train_set, ignore)
-        epochs_run, images, step_time, data_wait = 1, len(train_set), time.perf_counter() - started, 0.0
-        evaluation = run_evaluation(model, val_loader, num_classes, ignore, device, loss_fn)
-        best_miou, best_epoch, best_state = evaluation.scores.miou, 1, model.state_dict()
-        history.append({"epoch": 1, "train_loss": float("nan"), "val_loss": evaluation.loss, "val_miou": best_miou, "lr": 0.0})
-        _log_epoch(live, history[-1])
-    else:
-        optimizer = build_optimizer(trainable, cfg)
-        schedule = build_scheduler(optimizer, cfg, steps_per_epoch=len(loader))
-        scaler = precision.grad_scaler()
-        stopper = EarlyStopping(cfg.patience)
-        best_miou, best_epoch, best_state = -1.0, 0, None
-        images, step_time, data_wait, epochs_run = 0, 0.0, 0.0, 0
-        for epoch in range(1, cfg.epochs + 1):
-            lr = optimizer.param_groups[0]["lr"]  # at the start of the epoch (onecycle changes it per batch)
-            stats = train_one_epoch(model, loader, loss_fn, optimizer, device, epoch, precision=precision,
-                                    scaler=scaler, schedule=schedule, channels_last=cfg.channels_last)
-            evaluation = run_evaluation(model, val_loader, num_classes, ignore, device, loss_fn)
-            miou = evaluation.scores.miou
-            schedule.after_epoch(miou)
-            epochs_run = epoch
-            images, step_time, data_wait = images + stats.images, step_time + stats.step_time_s, data_wait + stats.data_wait_s
-            history.append({"epoch": epoch, "train_loss": stats.loss, "val_loss": evaluation.loss, "val_miou": miou, "lr": lr})
-            _log_epoch(live, history[-1])
-            improved = miou > best_miou
-            if improved:
-                best_miou, best_epoch = miou, epoch
-                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            if stopper.update(improved) and epoch < cfg.epochs:
-                stopped_early = 1
-                break
-        if best_state is not None:  # None only if every validation mIoU was NaN: keep the last weights
-            model.load_state_dict(best_state)
-        if cfg.channels_last:  # the checkpoint keeps the default layout
-            model = model.to(memory_format=torch.contiguous_format)
-    if live is not None:
-        live.end()
-    wall = time.perf_counter() - started
-    metrics = {
+    fit_without_gradients(run.model, train_set, run.ignore_index)
+    evaluation = run_evaluation(run.model, run.val_loader, run.num_classes, run.ignore_index, run.device, run.loss_fn)
+    miou = evaluation.scores.miou
+    progress = Progress(epoch=1, best_miou=miou, best_epoch=1, best_state=run.model.state_dict(), images=len(train_set),
+                        step_time=time.perf_counter() - started)
+    progress.history.append({"epoch": 1, "train_loss": float("nan"), "val_loss": evaluation.loss, "val_miou": miou, "lr": 0.0})
+    _log_epoch(live, progress.history[-1])
+    return progress
+
+
+def _fit(run: Setup, opt: Optimisation, cfg: TrainConfig, dist: DistContext, live, resume: ResumeFile | None) -> Progress:
+    saved = resume.load(dist) if resume is not None else None
+    progress = _restore(saved, run, opt) if saved is not None else Progress()
+    for row in progress.history:  # a resumed run's log is rebuilt from the checkpoint: complete, no step twice
+        _log_epoch(live, row)
+    started, earlier = time.perf_counter(), progress.elapsed
+    while progress.epoch < cfg.epochs and not progress.stopped_early:
+        epoch = progress.epoch + 1
+        run.sampler.set_epoch(epoch)
+        lr = opt.optimizer.param_groups[0]["lr"]  # at the start of the epoch (onecycle changes it per batch)
+        stats = train_one_epoch(run.net, run.loader, run.loss_fn, opt.optimizer, run.device, epoch, precision=run.precision,
+                                scaler=opt.scaler, schedule=opt.schedule, channels_last=cfg.channels_last)
+        loss_sum, images = dist.all_reduce_sum([stats.loss, stats.images])
+        # Rank 0 validates on the whole split (exactly what one process computes); the others wait.
+        val_loss, miou = float("nan"), float("nan")
+        if dist.is_main:
+            evaluation = run_evaluation(run.model, run.val_loader, run.num_classes, run.ignore_index, run.device, run.loss_fn)
+            val_loss, miou = evaluation.loss, evaluation.scores.miou
+        val_loss, miou = dist.broadcast([val_loss, miou])
+        opt.schedule.after_epoch(miou)
+        progress.epoch = epoch
+        progress.images += int(images)
+        progress.step_time += stats.step_time_s
+        progress.data_wait += stats.data_wait_s
+        progress.history.append({"epoch": epoch, "train_loss": loss_sum / dist.world_size, "val_loss": val_loss,
+                                 "val_miou": miou, "lr": lr})
+        _log_epoch(live, progress.history[-1])
+        improved = miou > progress.best_miou
+        if improved:
+            progress.best_miou, progress.best_epoch = miou, epoch
+            progress.best_state = _cpu_state(run.model) if dist.is_main else None
+        stop = opt.stopper.update(improved) and epoch < cfg.epochs
+        progress.stopped_early = int(dist.broadcast([float(stop)])[0])  # rank 0 decides for all
+        progress.stale = opt.stopper.stale
+        progress.elapsed = earlier + time.perf_counter() - started
+        if resume is not None and dist.is_main:
+            resume.save(run, opt, progress)
+    if progress.best_state is not None:  # None only if every validation mIoU was NaN: keep the last weights
+        run.model.load_state_dict(progress.best_state)
+    return progress
+
+
+def _metrics(progress: Progress, wall: float, device: torch.device, dist: DistContext) -> dict:
+    step_time, data_wait = progress.step_time, progress.data_wait
+    return {
         "train_time_s": wall,
-        "time_per_epoch_s": wall / epochs_run,
-        "epochs": epochs_run,
-        "stopped_early": stopped_early,
-        "best_epoch": best_epoch,
-        "best_val_miou": best_miou,
-        "final_train_loss": history[-1]["train_loss"],
-        "images_per_s": images / step_time if step_time > 0 else float("nan"),
+        "time_per_epoch_s": wall / max(1, progress.epoch),
+        "epochs": progress.epoch,
+        "stopped_early": progress.stopped_early,
+        "best_epoch": progress.best_epoch,
+        "best_val_miou": progress.best_miou,
+        "final_train_loss": progress.history[-1]["train_loss"] if progress.history else float("nan"),
+        "images_per_s": progress.images / step_time if step_time > 0 else float("nan"),
         "data_wait_fraction": data_wait / (data_wait + step_time) if step_time > 0 else 0.0,
         "device": device.type,
         "threads": torch.get_num_threads(),
+        "world_size": dist.world_size,
     }
-    return TrainResult(model=model.cpu(), metrics=metrics, history=history)
 
 
 def _open_live(log_dir: Path | None):
@@ -257,7 +492,15 @@ def _open_live(log_dir: Path | None):
         return None
     from dvclive import Live
 
-    return Live(dir=str(log_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+    # resume=False: the directory is rebuilt from the run's own history (see train); DVC deletes
+    # it before re-running the stage anyway, so DVCLive's resume=True would have nothing to go on.
+    try:
+        return Live(dir=str(log_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+    except Exception as exc:  # scmrepo's SCMError, which DVCLive lets through (dvclive#522)
+        if "Empty git repo" not in str(exc):
+            raise
+        raise TrainingError(f"{log_dir}: DVCLive cannot log in a git repository without commits; "
+                            "commit once (git add -A && git commit -m init) and run again") from None
 
 
 def _log_epoch(live, row: dict) -> None:
@@ -270,10 +513,23 @@ def _log_epoch(live, row: dict) -> None:
 
 
 def train_and_save(spec: ModelSpec, cache_dir: Path, checkpoint_path: Path, *, seed: int, log_dir: Path | None = None,
-                   augmentation: AugmentConfig | None = None) -> dict:
-    result = train(spec, cache_dir, seed=seed, log_dir=log_dir, augmentation=augmentation)
-    data = SegmentationCache(cache_dir, "val")
-    save_checkpoint(checkpoint_path, result.model, arch=spec.arch, options=spec.options, class_names=data.class_names,
-                    image_size=data.manifest["image_size"], epoch=result.metrics["best_epoch"],
-                    val_miou=result.metrics["best_val_miou"])
+                   augmentation: AugmentConfig | None = None, metrics_path: Path | None = None, resume: bool = True,
+                   dist: DistContext | None = None) -> dict:
+    """Train, then write the best checkpoint (and `metrics_path`, train.json) from rank 0.
+
+    With `resume`, the training state goes to <checkpoint>.resume.pt after every epoch and a run
+    killed part-way continues from it; the file is deleted once checkpoint and metrics are written.
+    """
+    dist = dist or DistContext()
+    resume_path = resume_path_for(checkpoint_path) if resume else None
+    result = train(spec, cache_dir, seed=seed, log_dir=log_dir, augmentation=augmentation, resume_path=resume_path, dist=dist)
+    if dist.is_main:
+        data = SegmentationCache(cache_dir, "val")
+        save_checkpoint(checkpoint_path, result.model, arch=spec.arch, options=spec.options, class_names=data.class_names,
+                        image_size=data.manifest["image_size"], epoch=result.metrics["best_epoch"],
+                        val_miou=result.metrics["best_val_miou"])
+        if metrics_path is not None:
+            write_json(metrics_path, result.metrics)
+        if resume_path is not None:
+            resume_path.unlink(missing_ok=True)
     return result.metrics

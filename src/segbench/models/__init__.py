@@ -56,6 +56,34 @@ def build_model(arch: str, num_classes: int, **options: Any) -> nn.Module:
     return MODELS.get(arch).build(num_classes, opts)
 
 
+def batch_norm_problem(arch: str, options: dict, image_size: tuple[int, int], batch_size: int) -> str | None:
+    """Why training `arch` on batches of `batch_size` images of `image_size` would fail in a
+    BatchNorm layer (one value per channel: torch refuses to normalise it), or None.
+
+    Runs one training-mode forward pass on the meta device: shapes only, no memory, no compute.
+    Inconclusive probes (an op without a meta kernel, weights that cannot be read) say None and
+    leave the verdict to training.
+    """
+    if batch_size >= 2:
+        return None  # BatchNorm then always sees >= 2 values per channel
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = build_model(arch, 2, **{**options, "pretrained": False} if "pretrained" in options else options)
+        model.train()
+        with torch.no_grad():
+            model(torch.empty(batch_size, 3, *image_size, device="meta"))
+    except ValueError as exc:
+        if "Expected more than 1 value per channel" in str(exc):
+            return (f"in training a BatchNorm layer would see {batch_size} image x a 1x1 feature map, a single value "
+                    "per channel, which torch cannot normalise")
+        return None
+    except Exception:
+        return None
+    return None
+
+
 def options_of(arch: str) -> list[str]:
     return [f.name for f in dataclasses.fields(MODELS.get(arch).options)]
 
