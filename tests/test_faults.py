@@ -349,27 +349,77 @@ def _calls(tree: ast.AST):
             yield node, name, keywords
 
 
+SAFE_LOADERS = {"yaml.SafeLoader", "yaml.CSafeLoader", "yaml.BaseLoader", "yaml.CBaseLoader"}
+
+
+def _safe_loader_classes(tree: ast.AST) -> set[str]:
+    """Classes defined in the module that derive (directly or through each other) from a safe loader."""
+    bases = {node.name: {ast.unparse(b) for b in node.bases} for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+    safe = set(SAFE_LOADERS)
+    while True:
+        more = {name for name, parents in bases.items() if name not in safe and parents & safe}
+        if not more:
+            return safe
+        safe |= more
+
+
+def risky_calls(text: str, where: str) -> list[str]:
+    """Calls that could run code from a file or params: unpickling, eval, shells, unsafe YAML."""
+    problems = []
+    tree = ast.parse(text)
+    safe_loaders = _safe_loader_classes(tree)
+    for node, name, kw in _calls(tree):
+        at = f"{where}:{node.lineno}: {name}"
+        if name == "torch.load" and not (isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True):
+            problems.append(f"{at} without weights_only=True")
+        if name in ("yaml.load", "yaml.load_all"):
+            loader = kw.get("Loader") or (node.args[1] if len(node.args) > 1 else None)
+            if loader is None or ast.unparse(loader) not in safe_loaders:
+                problems.append(f"{at} without a SafeLoader")
+        if name in ("yaml.full_load", "yaml.unsafe_load", "yaml.full_load_all", "yaml.unsafe_load_all"):
+            problems.append(f"{at}: use yaml.safe_load")
+        if name in ("os.system", "os.popen", "eval", "exec", "pickle.load", "pickle.loads", "marshal.loads", "dill.load"):
+            problems.append(at)
+        if "shell" in kw and not (isinstance(kw["shell"], ast.Constant) and kw["shell"].value is False):
+            problems.append(f"{at} with shell=...")
+        if name.endswith("np.load") or name == "numpy.load":
+            if isinstance(kw.get("allow_pickle"), ast.Constant) and kw["allow_pickle"].value is True:
+                problems.append(f"{at} with allow_pickle=True")
+    return problems
+
+
 def test_source_never_unpickles_evaluates_or_shells_out():
     problems = []
     for path in sorted((REPO / "src").rglob("*.py")) + sorted((REPO / "stages").glob("*.py")):
         text = path.read_text()
-        where = path.relative_to(REPO)
-        for node, name, kw in _calls(ast.parse(text)):
-            at = f"{where}:{node.lineno}: {name}"
-            if name == "torch.load" and not (isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True):
-                problems.append(f"{at} without weights_only=True")
-            if name in ("yaml.load", "yaml.full_load", "yaml.unsafe_load", "yaml.load_all", "yaml.unsafe_load_all"):
-                problems.append(f"{at}: use yaml.safe_load")
-            if name in ("os.system", "os.popen", "eval", "exec", "pickle.load", "pickle.loads", "marshal.loads", "dill.load"):
-                problems.append(at)
-            if "shell" in kw and not (isinstance(kw["shell"], ast.Constant) and kw["shell"].value is False):
-                problems.append(f"{at} with shell=...")
-            if name.endswith("np.load") or name == "numpy.load":
-                if isinstance(kw.get("allow_pickle"), ast.Constant) and kw["allow_pickle"].value is True:
-                    problems.append(f"{at} with allow_pickle=True")
+        problems += risky_calls(text, str(path.relative_to(REPO)))
         if re.search(r"shell\s*=\s*True", text):
-            problems.append(f"{where}: shell=True")
+            problems.append(f"{path.relative_to(REPO)}: shell=True")
     assert not problems, problems
+
+
+def test_the_source_check_catches_what_it_should():
+    risky = textwrap.dedent("""
+        class Unsafe(yaml.Loader): ...
+        class Safe(yaml.SafeLoader): ...
+        class SaferStill(Safe): ...
+        yaml.load(text)
+        yaml.load(text, Loader=Unsafe)
+        yaml.unsafe_load(text)
+        torch.load(path)
+        torch.load(path, weights_only=False)
+        subprocess.run(command, shell=True)
+        os.system(command)
+        eval(expression)
+        np.load(path, allow_pickle=True)
+        pickle.loads(data)
+        yaml.load(text, Loader=SaferStill)
+        yaml.load(text, yaml.SafeLoader)
+        torch.load(path, map_location="cpu", weights_only=True)
+        subprocess.run(["torchrun", "x"], check=True)
+        model.eval()
+    """)
+    assert [p.split(":")[1] for p in risky_calls(risky, "x.py")] == [str(n) for n in range(5, 15)]
 
 
 # --- SIGKILL during download and preprocess; repro twice and forced (real DVC) --------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from .errors import DataError
+from .errors import DataError, SegbenchError
 from .io import load_torch, save_torch, sha256_file
 from .models import build_model
 
@@ -27,7 +27,13 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     ckpt = load_torch(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "state_dict" not in ckpt:
         raise DataError(f"{path}: not a segbench checkpoint (format {FORMAT}); delete it and re-run training")
-    model = build_model(ckpt["arch"], ckpt["num_classes"], **ckpt["options"])
+    missing = [k for k in ("arch", "num_classes", "options") if k not in ckpt]
+    if missing:
+        raise DataError(f"{path}: checkpoint lacks {', '.join(missing)}; delete it and re-run training")
+    try:
+        model = build_model(ckpt["arch"], ckpt["num_classes"], **ckpt["options"])
+    except SegbenchError as exc:
+        raise DataError(f"{path}: cannot rebuild its model ({exc}); re-run training") from None
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

@@ -201,4 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("segbench: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a machine failure (worker killed, out of memory, disk full) is one line too
+        from .errors import explain
+
+        known = explain(exc)
+        if known is None:
+            raise  # our bug: keep the traceback
+        print(f"segbench: error: {known}", file=sys.stderr)
+        return 2
     return 0

@@ -337,7 +337,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
-        # safe_load only: a tag such as !!python/object/apply is an error, never a call.
         raw = yaml.load(text, Loader=_ParamsLoader)  # a SafeLoader: no tags that build objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

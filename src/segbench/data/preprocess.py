@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..fsutil import atomic_dir
-from ..io import write_json
+from ..io import open_memmap, write_json
 from .download import raw_root
 from .sources import SOURCES, SPLITS, RawDataset, Sample
 
@@ -170,8 +170,8 @@ def preprocess(params, raw_dir: Path, out_dir: Path, workers: int | None = None)
     with atomic_dir(out_dir) as staging:
         for split, samples in splits.items():
             n = len(samples)
-            images = np.lib.format.open_memmap(staging / f"{split}_images.npy", mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
-            masks = np.lib.format.open_memmap(staging / f"{split}_masks.npy", mode="w+", dtype=np.uint8, shape=(n, h, w))
+            images = open_memmap(staging / f"{split}_images.npy", np.uint8, (n, h, w, 3))
+            masks = open_memmap(staging / f"{split}_masks.npy", np.uint8, (n, h, w))
             _load_split(samples, raw, cfg, workers, images, masks)
             images.flush()
             masks.flush()
