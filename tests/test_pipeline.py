@@ -1,7 +1,11 @@
-"""The whole DAG through real `dvc repro` on tiny synthetic data."""
+"""The whole DAG through real `dvc repro` on tiny synthetic data, then what a user sees when
+comparing two commits: `dvc metrics diff` and `dvc plots diff` show the edited model's change
+and nothing for the other model (its stages did not re-run, so even its timings are equal)."""
+import io
 import json
 import re
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -20,6 +24,18 @@ def dvc(args, cwd):
     import sys
 
     return run([sys.executable, "-m", "dvc", *args], cwd)
+
+
+GIT = ["git", "-c", "user.email=test@segbench", "-c", "user.name=segbench-test"]
+
+
+def commit(repo, message):
+    run([*GIT, "add", "-A"], repo)
+    run([*GIT, "commit", "-qm", message], repo)
+
+
+def at(repo, rev: str, path: str) -> str:
+    return run(["git", "show", f"{rev}:{path}"], repo).stdout
 
 
 def test_repro_end_to_end_then_noop_then_one_model_edit(workspace):
@@ -54,8 +70,39 @@ def test_repro_end_to_end_then_noop_then_one_model_edit(workspace):
     second = dvc(["repro"], workspace)
     assert ran_stages(second.stdout) == set(), second.stdout
 
+    commit(workspace, "baseline")
+
     params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["models"]["unet"]["base_channels"] = 6
     params["models"]["unet"]["train"] = {"lr": 0.005}
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = dvc(["repro"], workspace)
     assert ran_stages(third.stdout) == {"train@unet", "evaluate@unet", "profile@unet", "plot"}
+    commit(workspace, "wider unet")
+
+    changed = run(["git", "diff", "--name-only", "HEAD~1", "HEAD"], workspace).stdout.split()
+    assert "metrics/unet/profile.json" in changed and "plots/summary.csv" in changed
+    assert not [p for p in changed if p.startswith(("metrics/deeplab/", "plots/deeplab/"))], changed
+
+    metrics = json.loads(dvc(["metrics", "diff", "HEAD~1", "HEAD", "--json"], workspace).stdout)
+    assert metrics and all(path.startswith("metrics/unet/") for path in metrics), list(metrics)
+    params_diff = metrics["metrics/unet/profile.json"]["params"]
+    assert params_diff["new"] > params_diff["old"] > 0  # 6 channels instead of 4
+
+    # the report's tables: the untouched model's row is unchanged, apart from Pareto membership
+    old, new = (pd.read_csv(io.StringIO(at(workspace, rev, "plots/summary.csv"))).set_index("model")
+                for rev in ("HEAD~1", "HEAD"))
+    assert old.loc["deeplab"].drop("pareto").equals(new.loc["deeplab"].drop("pareto"))
+    assert old.loc["unet", "params"] < new.loc["unet", "params"]
+
+    plots = json.loads(dvc(["plots", "diff", "HEAD~1", "HEAD", "--json"], workspace).stdout)
+    assert not plots.get("errors"), plots["errors"]
+    data = plots["data"]
+    for name in ("plots/miou_vs_size.csv", "plots/miou_vs_latency_cpu.csv", "plots/iou_per_class.csv",
+                 "Validation mIoU per epoch", "plots/miou_vs_size.png"):
+        revisions = {rev for entry in data[name] for rev in entry["revisions"]}  # an image: one entry per revision
+        assert {"HEAD~1", "HEAD"} <= revisions, name
+    rows = data["plots/miou_vs_size.csv"][0]["content"]["data"]["values"]
+    by_rev = {(r["rev"], r["model"]): (r["size_mb"], r["miou"]) for r in rows}
+    assert by_rev[("HEAD~1", "deeplab")] == by_rev[("HEAD", "deeplab")]
+    assert float(by_rev[("HEAD~1", "unet")][0]) < float(by_rev[("HEAD", "unet")][0])
