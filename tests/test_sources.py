@@ -525,3 +525,20 @@ def test_decoders_run_in_worker_processes(tmp_path):
         results = list(pool.map(_decode, jobs))
     for (decode, path), result in zip(jobs, results):
         assert np.array_equal(result, decode(path))
+
+
+def test_folder_jpeg_mask_tolerance_is_a_param(tmp_path):
+    """A heavily compressed colour mask fails at the default tolerance and decodes when it is raised."""
+    which = labels(0, 3, block=8)
+    rgb = np.array(PAL, np.uint8)[which].astype(np.int16)
+    rgb[::2] += 70  # every other row pushed 70 away from its palette colour (beyond the default 60)
+    make_folder(tmp_path, {"a": np.array(PAL, np.uint8)[which]})
+    (tmp_path / "masks" / "a.png").unlink()
+    save(np.clip(rgb, 0, 255).astype(np.uint8), tmp_path / "masks" / "a.jpg", quality=100, subsampling=0)
+    params = {"classes": ["bg", "r", "g"], "palette": [list(c) for c in PAL]}
+    raw = read("folder", tmp_path, folder=params)
+    with pytest.raises(DataError) as exc:
+        raw.decode_mask(raw.splits["train"][0].mask)
+    assert "a.jpg" in one_line_error(exc)
+    raw = read("folder", tmp_path, folder={**params, "tolerance": 200.0})
+    assert (raw.decode_mask(raw.splits["train"][0].mask) == which).mean() > 0.9

@@ -61,6 +61,8 @@ class FolderConfig:
     mask_format: str = option("auto", choices=("auto", "index", "palette", "binary"))
     # RGB colour of each class, in `classes` order, for masks stored as RGB images
     palette: tuple[tuple[int, int, int], ...] = option((), min=0, max=255)
+    tolerance: float = option(60.0, min=0.0, max=442.0)  # JPEG/WebP colour masks: max RGB distance to a palette colour
+    max_unmatched: float = option(0.02, min=0.0, max=1.0)  # ... fraction of pixels beyond it (ignored) per image
     images: str = "images"
     masks: str = "masks"
 

@@ -18,8 +18,8 @@ With data.folder.palette set, palette-mode PNGs are matched by colour as well.
 
 Colour matching: masks in a lossless format (PNG, BMP, TIFF) must use the palette colours
 exactly; any other colour is an error naming it. JPEG/WebP masks are noisy: a pixel takes
-its nearest palette colour within RGB distance 60 (farther: ignore_index, at most 2% of an
-image), as for cityscapes_pairs.
+its nearest palette colour within RGB distance data.folder.tolerance (default 60; farther:
+ignore_index, at most data.folder.max_unmatched of an image, default 2%), as for cityscapes_pairs.
 """
 from __future__ import annotations
 
@@ -33,17 +33,16 @@ from . import SOURCES, SPLITS, RawDataset, list_images, locate, pair_by_stem
 from .masks import Colour, map_colours, open_mask, single_channel, to_uint8
 
 LOSSY = (".jpg", ".jpeg", ".webp")
-LOSSY_TOLERANCE = 60.0
-LOSSY_MAX_UNMATCHED = 0.02
 _SINGLE_MODES = ("1", "L", "I", "F", "LA")
 
 
-def _colour_mask(path: Path, im, classes: tuple[str, ...], palette: tuple[Colour, ...], ignore_index: int) -> np.ndarray:
+def _colour_mask(path: Path, im, classes: tuple[str, ...], palette: tuple[Colour, ...], ignore_index: int,
+                 tolerance: float, max_unmatched: float) -> np.ndarray:
     lossy = Path(path).suffix.lower() in LOSSY
     return map_colours(path, np.asarray(im.convert("RGB")), palette, tuple(range(len(classes))), classes,
                        ignore_index=ignore_index,
-                       tolerance=LOSSY_TOLERANCE if lossy else 0.0,
-                       max_unmatched=LOSSY_MAX_UNMATCHED if lossy else 0.0,
+                       tolerance=tolerance if lossy else 0.0,
+                       max_unmatched=max_unmatched if lossy else 0.0,
                        hint="add that colour to data.folder.palette (and its class to data.folder.classes) or fix the mask")
 
 
@@ -67,7 +66,7 @@ def _binary(path: Path, values: np.ndarray) -> np.ndarray:
 
 
 def decode_folder_mask(path: Path, mask_format: str, classes: tuple[str, ...], palette: tuple[Colour, ...],
-                       ignore_index: int) -> np.ndarray:
+                       ignore_index: int, tolerance: float = 60.0, max_unmatched: float = 0.02) -> np.ndarray:
     """One mask file -> H x W uint8 class indices, as data.folder.mask_format says."""
     im = open_mask(path)
     if mask_format == "index":
@@ -76,7 +75,7 @@ def decode_folder_mask(path: Path, mask_format: str, classes: tuple[str, ...], p
         return _binary(path, _single(path, im, "binary"))
     single_mode = im.mode in _SINGLE_MODES or im.mode.startswith("I;")
     if palette and (mask_format == "palette" or not single_mode):
-        return _colour_mask(path, im, classes, palette, ignore_index)
+        return _colour_mask(path, im, classes, palette, ignore_index, tolerance, max_unmatched)
     if im.mode == "P":
         return np.asarray(im, dtype=np.uint8)
     if mask_format == "palette":
@@ -151,7 +150,8 @@ class FolderSource:
             class_names=tuple(cfg.classes),
             splits=splits,
             decode_mask=partial(decode_folder_mask, mask_format=cfg.mask_format, classes=tuple(cfg.classes),
-                                palette=tuple(cfg.palette), ignore_index=params.data.ignore_index),
+                                palette=tuple(cfg.palette), ignore_index=params.data.ignore_index,
+                                tolerance=cfg.tolerance, max_unmatched=cfg.max_unmatched),
         )
 
 
