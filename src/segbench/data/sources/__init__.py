@@ -38,14 +38,6 @@ def read_rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
-def read_index_png(path: Path) -> np.ndarray:
-    """A single-channel (or palette) PNG whose pixel values are class indices."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im, dtype=np.uint8)
-
-
 @dataclass(frozen=True)
 class RawDataset:
     """What preprocess needs: class names, samples per split, and how to decode them.

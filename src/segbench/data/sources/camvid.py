@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import SOURCES, RawDataset, list_images, locate, pair_by_stem, read_index_png
+from . import SOURCES, RawDataset, list_images, locate, pair_by_stem
+from .masks import read_index_mask
 
 CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist")
 VOID = 11
@@ -19,7 +20,7 @@ DIRS = {"train": ("train", "trainannot"), "val": ("val", "valannot"), "test": ("
 
 
 def decode_camvid_mask(path: Path, ignore_index: int) -> np.ndarray:
-    mask = read_index_png(path)
+    mask = read_index_mask(path)
     if ignore_index != VOID:
         mask = mask.copy()
         mask[mask == VOID] = ignore_index

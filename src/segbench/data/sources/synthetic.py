@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 
 from ...errors import DataError
-from . import SOURCES, SPLITS, RawDataset, Sample, read_index_png
+from . import SOURCES, SPLITS, RawDataset, Sample
+from .masks import read_index_mask
 
 Grid = tuple[np.ndarray, np.ndarray]
 
@@ -220,7 +221,7 @@ class SyntheticSource:
         for split in SPLITS:
             images = sorted((root / split / "images").glob("*.png"))
             splits[split] = [Sample(p, root / split / "masks" / p.name) for p in images]
-        return RawDataset(class_names=names, splits=splits, decode_mask=read_index_png)
+        return RawDataset(class_names=names, splits=splits, decode_mask=read_index_mask)
 
 
 SOURCES.add("synthetic", SyntheticSource())
