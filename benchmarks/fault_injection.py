@@ -39,8 +39,9 @@ from pathlib import Path
 import psutil
 import yaml
 
+from scratch import scratch_repo
+
 REPO = Path(__file__).resolve().parents[1]
-REPO_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", "stages", "src"]
 MODEL = "unet"
 TARGET = f"evaluate@{MODEL}"
 TIMES = ("train_time_s", "time_per_epoch_s", "images_per_s", "data_wait_fraction")
@@ -71,19 +72,7 @@ def tiny_params(epochs: int) -> dict:
 
 
 def make_template(root: Path, epochs: int) -> Path:
-    dest = root / "template"
-    for name in REPO_FILES:
-        src, target = REPO / name, dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif src.exists():
-            shutil.copy2(src, target)
-    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(epochs), sort_keys=False))
-    git = ["git", "-c", "user.email=faults@segbench", "-c", "user.name=segbench-faults"]
-    for cmd in (["git", "init", "-q"], [*git, "add", "-A"], [*git, "commit", "-qm", "tiny benchmark"]):
-        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
-    return dest
+    return scratch_repo(root / "template", tiny_params(epochs), "tiny benchmark")
 
 
 def env() -> dict:

@@ -483,7 +483,8 @@ def test_data_path_is_read_in_place_and_fingerprinted(dataset_dir, tmp_path):
     download(params, raw)
     assert [p.name for p in raw.iterdir()] == ["source.json"]  # nothing copied
     first = json.loads((raw / "source.json").read_text())
-    assert first["path"] == str(folder.resolve()) and first["files"] == 9 and len(first["fingerprint"]) == 64
+    # 4 images, 4 masks, 4 depth maps and classes.json
+    assert first["path"] == str(folder.resolve()) and first["files"] == 13 and len(first["fingerprint"]) == 64
 
     download(params, raw)
     assert json.loads((raw / "source.json").read_text()) == first  # unchanged folder, same record

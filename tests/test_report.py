@@ -133,7 +133,9 @@ def test_heatmap_and_curve_data(stage_run):
     assert pole["big"] == 0.1 and math.isnan(pole["small"])  # undefined IoU stays empty, not 0
 
     curves = read_csv(stage_run / "plots/training_curves.csv")
-    assert list(curves.columns) == ["model", "epoch", "train_loss", "val_loss", "val_miou", "lr"]
+    assert list(curves.columns) == ["model", "epoch", "train_loss", "val_loss", "val_miou", "lr", "val_depth_rmse",
+                                    "train_depth_loss", "val_depth_loss"]  # depth: empty without task seg_depth
+    assert curves[["val_depth_rmse", "train_depth_loss", "val_depth_loss"]].isna().all().all()
     assert set(curves["model"]) == {"big", "small"}  # twin has no DVCLive log: left out, not an error
     assert curves[curves["model"] == "big"]["epoch"].tolist() == [1, 2, 3]
     assert curves["val_miou"].notna().all()

@@ -178,7 +178,9 @@ def test_a_run_that_stopped_early_stays_stopped_when_resumed(prepared, monkeypat
     write_params(prepared / "params.yaml", resume_params(patience=1))
     scores = iter([0.5, 0.4, 0.9, 0.9, 0.9])  # no better epoch 2: stop there (epoch 3 would improve)
     monkeypatch.setattr(train_module, "run_evaluation",
-                        lambda *a, **k: SimpleNamespace(scores=SimpleNamespace(miou=next(scores)), loss=0.1))
+                        lambda *a, **k: SimpleNamespace(scores=SimpleNamespace(miou=next(scores)), loss=0.1,
+                                                        depth_scores=None, mask_loss=float("nan"),
+                                                        depth_loss=float("nan")))
     with monkeypatch.context() as patch:
         patch.setattr(train_module, "save_checkpoint", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
         assert cli.main(["train", "unet"]) == 130

@@ -54,7 +54,8 @@ def scripted_validation(monkeypatch, mious):
     script = iter(mious)
 
     def fake(*args, **kwargs):
-        return SimpleNamespace(scores=SimpleNamespace(miou=next(script)), loss=0.1)
+        return SimpleNamespace(scores=SimpleNamespace(miou=next(script)), loss=0.1, depth_scores=None,
+                               mask_loss=float("nan"), depth_loss=float("nan"))
 
     monkeypatch.setattr(train_module, "run_evaluation", fake)
 

@@ -17,9 +17,9 @@ FORMAT = 1
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, *, arch: str, options: dict, class_names: list[str],
-                    image_size: list[int], **extra: Any) -> None:
+                    image_size: list[int], task: str = "segmentation", **extra: Any) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_torch(path, {"format": FORMAT, "arch": arch, "options": options, "num_classes": len(class_names),
+    save_torch(path, {"format": FORMAT, "arch": arch, "options": options, "task": task, "num_classes": len(class_names),
                       "class_names": list(class_names), "image_size": list(image_size), "state_dict": state, **extra})
 
 
@@ -31,7 +31,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     if missing:
         raise DataError(f"{path}: checkpoint lacks {', '.join(missing)}; delete it and re-run training")
     try:
-        model = build_model(ckpt["arch"], ckpt["num_classes"], **ckpt["options"])
+        model = build_model(ckpt["arch"], ckpt["num_classes"], task=ckpt.get("task", "segmentation"), **ckpt["options"])
     except SegbenchError as exc:
         raise DataError(f"{path}: cannot rebuild its model ({exc}); re-run training") from None
     try:
@@ -77,7 +77,7 @@ def run_fingerprint(spec: Any, *, seed: int, augmentation: Any, manifest_path: s
     from .schema import to_dict
 
     train = {k: v for k, v in to_dict(spec.train).items() if k not in _SPEED_ONLY}
-    parts = {"format": RESUME_FORMAT, "arch": spec.arch, "options": spec.options, "train": train, "seed": seed,
+    parts = {"format": RESUME_FORMAT, "task": getattr(spec, "task", "segmentation"), "arch": spec.arch, "options": spec.options, "train": train, "seed": seed,
              "augmentation": to_dict(augmentation) if spec.train.augment and augmentation is not None else None,
              "manifest": sha256_file(manifest_path), "world_size": world_size, "code": _source_digest()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

@@ -91,7 +91,8 @@ def cmd_train(args) -> None:
                                  metrics_path=metrics_path(args.model, "train"), dist=dist)
     if dist.is_main:
         ranks = f" on {dist.world_size} processes" if dist.world_size > 1 else ""
-        print(f"{args.model}: best val mIoU {metrics['best_val_miou']:.4f} at epoch {metrics['best_epoch']} "
+        depth = f", depth RMSE {metrics['best_val_depth_rmse']:.3f} m" if "best_val_depth_rmse" in metrics else ""
+        print(f"{args.model}: best val mIoU {metrics['best_val_miou']:.4f}{depth} at epoch {metrics['best_epoch']} "
               f"in {metrics['train_time_s']:.1f} s{ranks}")
 
 
@@ -111,7 +112,11 @@ def cmd_evaluate(args) -> None:
     save_figure(result.confusion_figure(), plots / "confusion.png", params.plot.dpi)
     save_figure(result.predictions_figure(), plots / "predictions.png", params.plot.dpi)
     note = "" if result.split == cfg.split else f" (no {cfg.split} split in the data)"
-    print(f"{args.model}: {result.split} mIoU {result.report['miou']:.4f}, mAP {result.report['map']:.4f}{note}")
+    depth = ""
+    if "depth_rmse" in result.report:
+        depth = (f", depth RMSE {result.report['depth_rmse']:.3f} m (mean-depth predictor "
+                 f"{result.report['depth_rmse_mean_baseline']:.3f} m)")
+    print(f"{args.model}: {result.split} mIoU {result.report['miou']:.4f}, mAP {result.report['map']:.4f}{depth}{note}")
 
 
 def cmd_profile(args) -> None:

@@ -29,6 +29,15 @@ def _loss_names() -> list[str]:
     return LOSSES.names()
 
 
+def _depth_loss_names() -> list[str]:
+    from .losses import DEPTH_LOSSES
+
+    return DEPTH_LOSSES.names()
+
+
+TASKS = ("segmentation", "seg_depth")
+
+
 def _optimizer_names() -> list[str]:
     from .optim import OPTIMIZERS
 
@@ -65,6 +74,8 @@ class FolderConfig:
     max_unmatched: float = option(0.02, min=0.0, max=1.0)  # ... fraction of pixels beyond it (ignored) per image
     images: str = "images"
     masks: str = "masks"
+    depths: str = "depths"  # optional: one depth map per image, matched by stem (.png 16-bit or .npy metres)
+    depth_scale: float = option(1000.0, min=0.0, min_exclusive=True)  # depth PNG units per metre (1000: millimetres)
 
 
 @dataclass(frozen=True)
@@ -157,6 +168,12 @@ class TrainConfig:
     launcher: str = option("none", choices=("none", "torchrun"))
     nproc: int = option(1, min=1)
     sync_bn: bool = False  # SyncBatchNorm across processes (torch supports it on CUDA only)
+    # task seg_depth: loss = mask loss (`loss`) + depth_weight * depth loss, the depth loss in units
+    # of the training split's depth std (see segbench.losses)
+    depth_loss: str = option("l1", choices=_depth_loss_names)
+    select: str = option("miou", choices=("miou", "depth_rmse"))  # the kept epoch: best val mIoU or depth RMSE
+    depth_weight: float = option(1.0, min=0.0)
+    huber_delta: float = option(1.0, min=0.0, min_exclusive=True)
 
     def __post_init__(self) -> None:
         if self.amp == "fp16" and self.device == "cpu":
@@ -210,6 +227,7 @@ class ModelSpec:
     arch: str
     options: dict[str, Any]
     train: TrainConfig
+    task: str = "segmentation"  # params `task`: segmentation | seg_depth (two outputs: mask and depth)
 
 
 @dataclass(frozen=True)
@@ -222,6 +240,7 @@ class Params:
     plot: PlotConfig
     models: dict[str, ModelSpec]
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
+    task: str = "segmentation"
     source: str = "params.yaml"
 
     def model(self, name: str) -> ModelSpec:
@@ -235,6 +254,7 @@ class _Sections:
     """Everything in params.yaml but `models:` (which is parsed per architecture)."""
 
     seed: int = option(0, min=0, max=2**32 - 1)
+    task: str = option("segmentation", choices=TASKS)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
@@ -243,12 +263,12 @@ class _Sections:
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
 
 
-_TOP_KEYS = ("seed", "data", "augmentation", "train", "evaluate", "profile", "plot", "models")
+_TOP_KEYS = ("seed", "task", "data", "augmentation", "train", "evaluate", "profile", "plot", "models")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def _parse_models(raw: Any, shared_train: TrainConfig) -> dict[str, ModelSpec]:
-    from .models import validate_model_options
+def _parse_models(raw: Any, shared_train: TrainConfig, task: str) -> dict[str, ModelSpec]:
+    from .models import depth_archs, validate_model_options
 
     if not isinstance(raw, dict) or not raw:
         raise ConfigError("models: must be a non-empty mapping of model name -> {arch: ..., options}")
@@ -269,7 +289,12 @@ def _parse_models(raw: Any, shared_train: TrainConfig) -> dict[str, ModelSpec]:
         arch = entry.pop("arch")
         train = parse(TrainConfig, entry.pop("train", None), f"{key}.train", base=shared_train)
         options = validate_model_options(arch, entry, key)
-        specs[name] = ModelSpec(name=name, arch=arch, options=options, train=train)
+        if task == "seg_depth" and arch not in depth_archs():
+            raise ConfigError(f"{key}.arch: {arch} has no depth head, which task: seg_depth needs; "
+                              f"architectures with one: {', '.join(depth_archs())}")
+        if task != "seg_depth" and train.select == "depth_rmse":
+            raise ConfigError(f"{key}.train.select: depth_rmse needs task: seg_depth (task is {task}); use select: miou")
+        specs[name] = ModelSpec(name=name, arch=arch, options=options, train=train, task=task)
     return specs
 
 
@@ -305,13 +330,13 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
 
             raise ConfigError(f"{unknown[0]}: unknown section{did_you_mean(unknown[0], list(_TOP_KEYS))}; valid: {', '.join(_TOP_KEYS)}")
         top = parse(_Sections, parse_top, "")
-        models = _parse_models(raw.get("models"), top.train)
+        models = _parse_models(raw.get("models"), top.train, top.task)
         _check_batch_norm(models, raw.get("models"), top.data.image_size)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return Params(seed=top.seed, data=top.data, train=top.train, evaluate=top.evaluate,
                   profile=top.profile, plot=top.plot, models=models, augmentation=top.augmentation,
-                  source=source)
+                  task=top.task, source=source)
 
 
 class _ParamsLoader(yaml.SafeLoader):

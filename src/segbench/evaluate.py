@@ -2,6 +2,11 @@
 histograms for average precision), derive the scores, and draw the confusion matrix and a grid
 of predictions.
 
+Task seg_depth: the model returns (logits, depth) and the data (image, mask, depth); depth errors
+(RMSE, MAE, AbsRel, delta thresholds; segbench.metrics.DepthErrors) go into the same report,
+beside the error of the simplest depth predictor, the training split's mean depth, and the
+prediction grid gains depth columns.
+
 Nothing here knows about DVC or where files go: the caller (cli.py, a notebook) picks paths.
 """
 from __future__ import annotations
@@ -18,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from .errors import DataError
 from .io import atomic_path
-from .metrics import ConfusionMatrix, ScoreHistogram, Scores
+from .metrics import ConfusionMatrix, DepthErrors, DepthScores, ScoreHistogram, Scores
 
 # Colours for class indices 0..19 (then tab20b); fixed so every model's figures agree.
 # No pure red or mid grey: those mark wrong and ignored pixels.
@@ -33,10 +38,24 @@ class Evaluation:
     confusion: ConfusionMatrix
     loss: float  # mean loss per batch, NaN when no loss function was given
     histogram: ScoreHistogram | None = None  # softmax-score histograms, when AP was asked for
+    depth: DepthErrors | None = None  # task seg_depth
+    mask_loss: float = float("nan")  # task seg_depth: the two terms of `loss`, mean per batch
+    depth_loss: float = float("nan")
 
     @property
     def scores(self) -> Scores:
         return self.confusion.scores()
+
+    @property
+    def depth_scores(self) -> DepthScores | None:
+        return None if self.depth is None else self.depth.scores()
+
+
+def split_output(output) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(logits, depth or None): a segmentation model returns logits, a seg_depth one (logits, depth)."""
+    if isinstance(output, (tuple, list)):
+        return output[0], output[1]
+    return output, None
 
 
 @torch.inference_mode()
@@ -48,18 +67,33 @@ def run_evaluation(model: nn.Module, loader: DataLoader, num_classes: int, ignor
     model.eval()
     confusion = ConfusionMatrix(num_classes, ignore_index)
     histogram = ScoreHistogram(num_classes, ignore_index, ap_bins) if ap_bins else None
-    total, batches = 0.0, 0
-    for images, masks in loader:
+    depth = None
+    sums, batches = np.zeros(3), 0  # total, mask and depth loss
+    for images, masks, *depth_truth in loader:
         images, masks = images.to(device), masks.to(device)
-        logits = model(images)
+        output = model(images)
+        logits, pred_depth = split_output(output)
+        if depth_truth:
+            if pred_depth is None:
+                raise DataError("the data has depth maps (task seg_depth) but the model returns no depth; "
+                                "build it with task='seg_depth'")
+            truth = depth_truth[0].to(device)
+            depth = depth or DepthErrors()
+            depth.update(pred_depth.float(), truth)
         if loss_fn is not None:
-            total += float(loss_fn(logits, masks))
+            if depth_truth:
+                sums += [float(v) for v in loss_fn.parts(output, masks, truth)]
+            else:
+                sums[0] += float(loss_fn(logits, masks))
             batches += 1
         confusion.update(logits.argmax(1), masks)
         if histogram is not None:
             histogram.update(logits.float().softmax(1), masks)
     model.train(was_training)
-    return Evaluation(confusion, total / batches if batches else float("nan"), histogram)
+    mean = sums / batches if batches else np.full(3, np.nan)
+    if depth is None:
+        mean[1:] = np.nan
+    return Evaluation(confusion, float(mean[0]), histogram, depth, float(mean[1]), float(mean[2]))
 
 
 def eval_report(evaluation: Evaluation, class_names: list[str], split: str | None = None) -> dict:
@@ -76,7 +110,25 @@ def eval_report(evaluation: Evaluation, class_names: list[str], split: str | Non
         ap = evaluation.histogram.average_precision()
         report["map"] = evaluation.histogram.map()
         report["ap_per_class"] = dict(zip(class_names, ap.tolist()))
+    if evaluation.depth is not None:
+        report.update(evaluation.depth_scores.as_dict())
     return report
+
+
+def mean_depth_baseline(depths: np.ndarray, mean: float) -> DepthScores:
+    """The errors of predicting `mean` (the training split's mean depth) at every pixel of `depths`."""
+    errors = DepthErrors()
+    for i in range(0, len(depths), 64):
+        block = torch.from_numpy(np.asarray(depths[i:i + 64], np.float32))
+        errors.update(torch.full_like(block, mean), block)
+    return errors.scores()
+
+
+def depth_baseline_report(model_scores: DepthScores, baseline: DepthScores) -> dict:
+    """eval.json keys comparing a model's depth RMSE with the mean-depth predictor's."""
+    ratio = baseline.rmse / model_scores.rmse if model_scores.rmse > 0 else float("nan")
+    return {"depth_rmse_mean_baseline": baseline.rmse, "depth_abs_rel_mean_baseline": baseline.abs_rel,
+            "depth_rmse_vs_mean_baseline": ratio}
 
 
 def resolve_split(manifest: dict, requested: str, where: str = "cache") -> str:
@@ -100,6 +152,8 @@ class PredictionSamples:
     truth: np.ndarray  # N x H x W class indices (ignore_index for void)
     prediction: np.ndarray  # N x H x W class indices
     indices: list[int]  # positions in their split
+    depth_truth: np.ndarray | None = None  # task seg_depth: N x H x W metres (0: unknown)
+    depth_prediction: np.ndarray | None = None
 
 
 @torch.inference_mode()
@@ -109,14 +163,19 @@ def predict_samples(model: nn.Module, data, count: int, device: torch.device) ->
     if not indices:
         raise DataError("no samples to draw: the split is empty")
     items = [data[i] for i in indices]
-    images = torch.stack([x for x, _ in items])
-    truth = torch.stack([m for _, m in items])
+    images = torch.stack([item[0] for item in items])
+    truth = torch.stack([item[1] for item in items])
     was_training = model.training
     model.eval()
-    prediction = model(images.to(device)).argmax(1).cpu()
+    logits, depth = split_output(model(images.to(device)))
     model.train(was_training)
     rgb = images.permute(0, 2, 3, 1).numpy() * data.std + data.mean
-    return PredictionSamples(np.clip(rgb, 0, 255).round().astype(np.uint8), truth.numpy(), prediction.numpy(), indices)
+    depths = {}
+    if depth is not None and len(items[0]) > 2:
+        depths = {"depth_truth": torch.stack([item[2] for item in items]).numpy(),
+                  "depth_prediction": depth.float().cpu()[:, 0].numpy()}
+    return PredictionSamples(np.clip(rgb, 0, 255).round().astype(np.uint8), truth.numpy(), logits.argmax(1).cpu().numpy(),
+                             indices, **depths)
 
 
 # --- figures and plot data -------------------------------------------------------------------
@@ -188,9 +247,12 @@ def predictions_figure(samples: PredictionSamples, class_names: list[str], title
     n = len(class_names)
     palette = class_palette(n)
     rows = len(samples.indices)
-    fig = Figure(figsize=(4 * 2.0, rows * 2.0 + 1.0), layout="constrained")
-    axes = fig.subplots(rows, 4, squeeze=False)
+    with_depth = samples.depth_truth is not None
     columns = ("input", "ground truth", "prediction", "errors (red)")
+    if with_depth:
+        columns += ("depth truth", "depth prediction", "depth |error|")
+    fig = Figure(figsize=(len(columns) * 2.0, rows * 2.0 + 1.0), layout="constrained")
+    axes = fig.subplots(rows, len(columns), squeeze=False)
     for r, index in enumerate(samples.indices):
         truth, pred = samples.truth[r], samples.prediction[r]
         valid = truth < n
@@ -205,11 +267,42 @@ def predictions_figure(samples: PredictionSamples, class_names: list[str], title
             if r == 0:
                 ax.set_title(columns[c], fontsize=9)
         axes[r, 0].set_ylabel(f"#{index}  acc {accuracy:.2f}", fontsize=8)
+    if with_depth:
+        _depth_columns(fig, axes[:, 4:], samples)
     handles = [Patch(color=palette[k], label=name) for k, name in enumerate(class_names)]
     handles += [Patch(color=ERROR_RGB, label="wrong"), Patch(color=IGNORED_RGB, label="ignored")]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=8)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _depth_columns(fig, axes: np.ndarray, samples: PredictionSamples) -> None:
+    """Truth and prediction on one depth colour scale (near = bright), unknown depth grey, then the
+    absolute error on its own scale; a colour bar for each."""
+    from matplotlib import colormaps
+
+    truth, pred = samples.depth_truth, samples.depth_prediction
+    known = truth > 0
+    lo, hi = (float(truth[known].min()), float(truth[known].max())) if known.any() else (0.0, 1.0)
+    error = np.where(known, np.abs(pred - truth), np.nan)
+    top = float(np.nanmax(error)) if known.any() else 1.0
+    depth_cmap = colormaps["magma_r"].with_extremes(bad=IGNORED_RGB)
+    error_cmap = colormaps["inferno"].with_extremes(bad=IGNORED_RGB)
+    for r in range(len(truth)):
+        shown = None
+        for c, (panel, cmap, vmax, vmin) in enumerate(((np.where(known[r], truth[r], np.nan), depth_cmap, hi, lo),
+                                                         (pred[r], depth_cmap, hi, lo), (error[r], error_cmap, top, 0.0))):
+            ax = axes[r, c]
+            shown = ax.imshow(panel, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(("depth truth", "depth prediction", "depth |error|")[c], fontsize=9)
+            if r == len(truth) - 1:
+                fig.colorbar(shown, ax=ax, orientation="horizontal", fraction=0.08, label="m")
+        rmse = float(np.sqrt(np.nanmean(error[r] ** 2))) if known[r].any() else float("nan")
+        axes[r, -1].set_ylabel(f"rmse {rmse:.2f} m", fontsize=8)
+        axes[r, -1].yaxis.set_label_position("right")
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
@@ -291,14 +384,19 @@ def evaluate_checkpoint(checkpoint_path, cache_dir, split: str = "test", batch_s
     dev = resolve_device(device)
     model, ckpt = load_checkpoint(checkpoint_path)
     split = resolve_split(load_manifest(cache_dir), split, str(cache_dir))
-    data = SegmentationCache(cache_dir, split)
+    with_depth = ckpt.get("task", "segmentation") == "seg_depth"
+    data = SegmentationCache(cache_dir, split, depth=with_depth)
     if list(ckpt["class_names"]) != list(data.class_names):
         raise DataError(f"{checkpoint_path}: trained for classes {ckpt['class_names']} but {cache_dir} has "
                         f"{data.class_names}; re-run training on this data")
     model = model.to(dev)
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
     evaluation = run_evaluation(model, loader, len(data.class_names), data.manifest["ignore_index"], dev, ap_bins=ap_bins)
-    val = data if split == "val" else SegmentationCache(cache_dir, "val")
-    return CheckpointEvaluation(report=eval_report(evaluation, data.class_names, split), confusion=evaluation.confusion,
+    report = eval_report(evaluation, data.class_names, split)
+    if with_depth:
+        baseline = mean_depth_baseline(data.depths, data.manifest["depth"]["mean"])
+        report.update(depth_baseline_report(evaluation.depth_scores, baseline))
+    val = data if split == "val" else SegmentationCache(cache_dir, "val", depth=with_depth)
+    return CheckpointEvaluation(report=report, confusion=evaluation.confusion,
                                 class_names=list(data.class_names), split=split,
                                 samples=predict_samples(model, val, samples, dev))

@@ -227,3 +227,50 @@ def build_loss(name: str, ignore_index: int = 255, *, beta: float = 0.5, focal_g
     """The loss registered as `name`; settings a loss does not use are ignored."""
     opts = LossOptions(ignore_index=ignore_index, beta=beta, focal_gamma=focal_gamma, class_weights=class_weights)
     return LOSSES.get(name, "train.loss")(opts)
+
+
+# --- depth (task seg_depth) ----------------------------------------------------------------------
+# Depth losses take (pred N x 1 x H x W or N x H x W, target N x H x W) in metres and average over
+# the valid pixels (target > 0; 0 marks unknown depth). Both sides are divided by `scale` first
+# (training uses the training split's depth standard deviation), so a loss value and the weight
+# `train.depth_weight` mean the same on any dataset, whatever its depth range; huber's `delta` is in
+# those units too.
+
+DEPTH_LOSSES: Registry[Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = Registry("depth loss")
+DEPTH_LOSSES.add("l1", lambda p, t, delta: F.l1_loss(p, t))
+DEPTH_LOSSES.add("huber", lambda p, t, delta: F.huber_loss(p, t, delta=delta))  # smooth-L1 scaled by delta
+DEPTH_LOSSES.add("mse", lambda p, t, delta: F.mse_loss(p, t))
+
+
+class DepthLoss(nn.Module):
+    def __init__(self, name: str, scale: float = 1.0, delta: float = 1.0) -> None:
+        super().__init__()
+        self.fn = DEPTH_LOSSES.get(name, "train.depth_loss")
+        if not scale > 0:
+            raise DataError(f"depth scale {scale!r}: expected > 0 (the training split's depth std; re-run preprocess)")
+        self.name, self.scale, self.delta = name, float(scale), delta
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        pred = pred.float().reshape(target.shape)
+        valid = target > 0
+        if not valid.any():  # a batch without known depth: zero, yet still attached to the graph
+            return pred.sum() * 0.0
+        return self.fn(pred[valid] / self.scale, target[valid].float() / self.scale, self.delta)
+
+
+class SegDepthLoss(nn.Module):
+    """mask loss + weight * depth loss; `parts` returns the two terms for logging."""
+
+    def __init__(self, mask_loss: nn.Module, depth_loss: DepthLoss, weight: float = 1.0) -> None:
+        super().__init__()
+        self.mask_loss, self.depth_loss, self.weight = mask_loss, depth_loss, weight
+
+    def parts(self, output: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor,
+              depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(total, mask term, depth term)."""
+        logits, pred_depth = output
+        seg, dep = self.mask_loss(logits, mask), self.depth_loss(pred_depth, depth)
+        return seg + self.weight * dep, seg, dep
+
+    def forward(self, output: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        return self.parts(output, mask, depth)[0]

@@ -1,4 +1,5 @@
-"""Segmentation scores, all from one confusion matrix (rows: truth, columns: prediction).
+"""Segmentation scores, all from one confusion matrix (rows: truth, columns: prediction), and
+depth errors (DepthErrors, at the end).
 
 Absent classes: a class that appears in neither the truth nor the prediction has an undefined
 IoU / Dice (0/0); it is reported as NaN (null in JSON) and excluded from the means. A class
@@ -134,3 +135,56 @@ def average_precision_from_counts(positives: np.ndarray, negatives: np.ndarray) 
     precision = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
     recall_step = np.diff(np.concatenate([[0.0], tp])) / total
     return float((recall_step * precision).sum())
+
+
+# --- depth ---------------------------------------------------------------------------------------
+# Over every valid pixel of a split (truth > 0; 0 marks unknown depth), in metres:
+#   RMSE = sqrt(mean (p - t)^2)        MAE = mean |p - t|        AbsRel = mean |p - t| / t
+#   delta_k = share of pixels with max(p / t, t / p) < 1.25^k, k = 1, 2, 3 (Eigen et al., 2014)
+# Predictions are clamped to DEPTH_FLOOR first, so a non-positive prediction counts as a large
+# ratio error rather than an undefined one. Sums accumulate in float64 per batch, so the values
+# do not depend on how the split is batched.
+DEPTH_FLOOR = 1e-3
+DELTA_BASE = 1.25
+
+
+@dataclass(frozen=True)
+class DepthScores:
+    rmse: float
+    mae: float
+    abs_rel: float
+    delta1: float
+    delta2: float
+    delta3: float
+    pixels: int
+
+    def as_dict(self, prefix: str = "depth_") -> dict[str, float]:
+        return {f"{prefix}rmse": self.rmse, f"{prefix}mae": self.mae, f"{prefix}abs_rel": self.abs_rel,
+                f"{prefix}delta1": self.delta1, f"{prefix}delta2": self.delta2, f"{prefix}delta3": self.delta3}
+
+
+class DepthErrors:
+    """Accumulates depth errors batch by batch; `scores()` gives the split's DepthScores."""
+
+    def __init__(self) -> None:
+        self.sums = np.zeros(6, np.float64)  # squared error, abs error, abs rel, delta1..3 counts
+        self.pixels = 0
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """pred and target in metres, same number of elements; target 0 (or less) is not counted."""
+        pred = pred.detach().reshape(-1).to("cpu", torch.float64)
+        target = target.detach().reshape(-1).to("cpu", torch.float64)
+        valid = target > 0
+        p, t = pred[valid].clamp_min(DEPTH_FLOOR), target[valid]
+        err = p - t
+        ratio = torch.maximum(p / t, t / p)
+        self.sums += np.array([(err ** 2).sum().item(), err.abs().sum().item(), (err.abs() / t).sum().item(),
+                               *((ratio < DELTA_BASE ** k).sum().item() for k in (1, 2, 3))])
+        self.pixels += int(valid.sum())
+
+    def scores(self) -> DepthScores:
+        if self.pixels == 0:
+            nan = float("nan")
+            return DepthScores(nan, nan, nan, nan, nan, nan, 0)
+        sq, ab, rel, d1, d2, d3 = self.sums / self.pixels
+        return DepthScores(float(np.sqrt(sq)), float(ab), float(rel), float(d1), float(d2), float(d3), self.pixels)

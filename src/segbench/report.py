@@ -4,6 +4,10 @@ Every figure is written twice: as a data file that DVC plots (dvc.yaml `plots:`,
 `dvc plots diff` compares revisions) and as a PNG that shows anywhere. The file names are
 fixed whatever the models, profiled sizes and devices, so the plot stage's outputs are stable:
 an axis without measurements (no GPU) still gets its data file and a PNG that says so.
+
+Task seg_depth adds depth columns to the summary and `depth_rmse_vs_cost`: depth RMSE (lower
+is better) against each cost, with the mean-depth predictor's RMSE as the line to beat. A
+segmentation-only benchmark gets that file too, empty, and a PNG that says so.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from .errors import DataError
 from .io import read_json, write_text
 
 MISSING = "—"
-CURVE_METRICS = ("train_loss", "val_loss", "val_miou", "lr")
+CURVE_METRICS = ("train_loss", "val_loss", "val_miou", "lr", "val_depth_rmse", "train_depth_loss", "val_depth_loss")
 # profile.json latency keys: latency_<device>[_<amp>][_<H>x<W>]_ms (the training size has no suffix)
 LATENCY_KEY = re.compile(r"latency_(cpu|cuda)(?:_(bf16|fp16))?(?:_(\d+)x(\d+))?_ms")
 
@@ -56,6 +60,16 @@ SUMMARY = (
     ("size_mb", "profile", "size_mb", "size (MB)"), ("gflops", "profile", "gflops", "GFLOPs"),
     ("params", "profile", "params", "params"),
 )
+# seg_depth: summary columns shown when some model has them
+DEPTH_SUMMARY = (
+    ("depth_rmse", "eval", "depth_rmse", "depth RMSE (m)"), ("depth_abs_rel", "eval", "depth_abs_rel", "AbsRel"),
+    ("depth_delta1", "eval", "depth_delta1", "δ<1.25"),
+    ("depth_rmse_mean_baseline", "eval", "depth_rmse_mean_baseline", "mean-depth RMSE (m)"),
+    ("depth_rmse_vs_mean_baseline", "eval", "depth_rmse_vs_mean_baseline", "x better than mean"),
+)
+# depth_rmse_vs_cost panels: (setting, metrics file, key); latency at the training size
+DEPTH_COSTS = (("training time (s)", "train", "train_time_s"), ("CPU latency (ms)", "profile", "latency_cpu_ms"),
+               ("size (MB)", "profile", "size_mb"), ("GFLOPs", "profile", "gflops"))
 
 
 @dataclass(frozen=True)
@@ -157,15 +171,35 @@ def summary_table(metrics: list[ModelMetrics]) -> pd.DataFrame:
         for label, key in latency_settings([m], "cpu"):
             if key != "latency_cpu_ms":
                 row[f"latency_cpu_{label.split()[0]}_ms"] = m.get("profile", key)
+        if any(isinstance(m.eval.get(key), (int, float)) for key in ("depth_rmse",)):
+            row.update({column: m.get(part, key) for column, part, key, _ in DEPTH_SUMMARY})
         rows.append(row)
     df = pd.DataFrame(rows)
-    extra = [c for c in df.columns if c not in {"model", *(column for column, *_ in SUMMARY)}]
+    extra = [c for c in df.columns if c not in {"model", *(column for column, *_ in SUMMARY + DEPTH_SUMMARY)}]
     at = list(df.columns).index("latency_cpu_ms") + 1  # the other profiled sizes next to the training size
     df = df[[c for c in df.columns[:at] if c not in extra] + extra + [c for c in df.columns[at:] if c not in extra]]
     df["params"] = df["params"].round().astype("Int64")  # exact in the CSV, not 1.94266e+06
     fronts = {axis.short: pareto_front(df["miou"].to_numpy(), df[axis.column].to_numpy()) for axis in AXES}
     df.insert(1, "pareto", [", ".join(s for s, on in fronts.items() if on[i]) for i in range(len(df))])
     return df.sort_values("miou", ascending=False, na_position="last", kind="stable").set_index("model")
+
+
+def depth_tradeoff_table(metrics: list[ModelMetrics]) -> pd.DataFrame:
+    """Long form: one row per (cost, model): model, setting (the cost), cost, depth_rmse, pareto
+    (lower RMSE at lower cost), mean_baseline. Models without depth metrics are left out; when
+    none has them (task segmentation), every model is listed with an empty depth_rmse, so the
+    file keeps its shape and the interactive plot draws empty panels rather than failing."""
+    columns = ["model", "setting", "cost", "depth_rmse", "pareto", "mean_baseline"]
+    depth_models = [m for m in metrics if not math.isnan(m.get("eval", "depth_rmse"))] or metrics
+    frames = []
+    for setting, part, key in DEPTH_COSTS:
+        frame = pd.DataFrame({"model": [m.name for m in depth_models], "setting": setting,
+                              "cost": [m.get(part, key) for m in depth_models],
+                              "depth_rmse": [m.get("eval", "depth_rmse") for m in depth_models]})
+        frame["pareto"] = pareto_front(-frame["depth_rmse"].to_numpy(), frame["cost"].to_numpy())
+        frame["mean_baseline"] = [m.get("eval", "depth_rmse_mean_baseline") for m in depth_models]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)[columns]
 
 
 def per_class_iou(metrics: list[ModelMetrics], order: list[str]) -> pd.DataFrame:
@@ -221,14 +255,16 @@ def fmt(value, column: str = "") -> str:
         return MISSING
     if column == "params":
         return f"{int(value):,}"
-    if column in {"miou", "mrecall", "accuracy", "mdice", "best_val_miou"}:
+    if column in {"miou", "mrecall", "accuracy", "mdice", "best_val_miou", "depth_abs_rel", "depth_delta1"}:
         return f"{value:.4f}"
+    if column == "depth_rmse_vs_mean_baseline":
+        return f"{value:.2f}x"
     return f"{value:.4g}"
 
 
 def markdown_table(df: pd.DataFrame) -> str:
     """The README's table: GPU columns only when some model has them, missing values as a dash."""
-    headers = {column: header for column, _, _, header in SUMMARY}
+    headers = {column: header for column, _, _, header in SUMMARY + DEPTH_SUMMARY}
     shown = [c for c in df.columns if not (c.startswith("latency_cuda") and df[c].isna().all())]
     names = ["model", *(headers.get(c) or _latency_header(c) for c in shown)]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
@@ -275,6 +311,10 @@ def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], dpi: int
     curves = training_curves(log_dirs)
     write_text(plots_dir / "training_curves.csv", _csv(curves))
     figures.save(figures.curves_figure(curves, colours), plots_dir / "training_curves.png", dpi)
+
+    depth = depth_tradeoff_table(metrics)
+    write_text(plots_dir / "depth_rmse_vs_cost.csv", _csv(depth))
+    figures.save(figures.depth_tradeoff_figure(depth, colours), plots_dir / "depth_rmse_vs_cost.png", dpi)
 
     write_text(plots_dir / "summary.csv", _csv(summary, index=True))
     write_text(plots_dir / "summary.md", markdown_table(summary))

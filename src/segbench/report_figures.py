@@ -136,11 +136,13 @@ def heatmap_figure(ious: pd.DataFrame):
 
 
 def curves_figure(curves: pd.DataFrame, colours: dict[str, tuple]):
-    """Train loss, val loss and val mIoU per epoch, every model overlaid."""
+    """Train loss, val loss and val mIoU (and depth RMSE, task seg_depth) per epoch, every model overlaid."""
     from matplotlib.figure import Figure
 
     panels = (("train_loss", "training loss"), ("val_loss", "validation loss"), ("val_miou", "validation mIoU"))
-    fig = Figure(figsize=(15, 4.2), layout="constrained")
+    if "val_depth_rmse" in curves and curves["val_depth_rmse"].notna().any():  # task seg_depth
+        panels += (("val_depth_rmse", "validation depth RMSE (m)"),)
+    fig = Figure(figsize=(5 * len(panels), 4.2), layout="constrained")
     axes = fig.subplots(1, len(panels))
     fig.suptitle("Training curves (DVCLive logs)")
     for ax, (column, label) in zip(axes, panels):
@@ -159,4 +161,41 @@ def curves_figure(curves: pd.DataFrame, colours: dict[str, tuple]):
     handles, labels = axes[-1].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    return fig
+
+
+def depth_tradeoff_figure(table: pd.DataFrame, colours: dict[str, tuple]):
+    """Depth RMSE against each cost, one panel per cost: lower-left is better; the dotted line is
+    the RMSE of predicting the training split's mean depth, the score any depth model must beat."""
+    from matplotlib.figure import Figure
+
+    settings = list(dict.fromkeys(table["setting"])) or ["depth"]
+    fig = Figure(figsize=(4.6 * len(settings) + 1.8, 4.4), layout="constrained")
+    axes = fig.subplots(1, len(settings), squeeze=False)[0]
+    fig.suptitle("Depth RMSE vs cost (lower is better; ringed: Pareto front)")
+    valid = table.dropna(subset=["cost", "depth_rmse"])
+    if valid.empty:
+        _message_axes(axes[0], "no depth metrics\n(task: seg_depth writes depth_rmse to eval.json)")
+        return fig
+    for ax, setting in zip(axes, settings):
+        data = valid[valid["setting"] == setting]
+        if data.empty:
+            _message_axes(ax, f"no {setting} measurements")
+            continue
+        x, y = data["cost"].to_numpy(float), data["depth_rmse"].to_numpy(float)
+        ax.scatter(x, y, s=55, color=[colours.get(m, "grey") for m in data["model"]], zorder=3)
+        front = data[data["pareto"].astype(bool)]
+        ax.scatter(front["cost"], front["depth_rmse"], s=170, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
+        baseline = data["mean_baseline"].dropna()
+        if not baseline.empty:
+            ax.axhline(float(baseline.iloc[0]), ls=":", color="dimgrey", lw=1.2, label="mean-depth predictor")
+            ax.legend(loc="upper right", fontsize=7)
+        if use_log_scale(x):
+            ax.set_xscale("log")
+        ax.set_xlabel(setting + (", log scale" if use_log_scale(x) else ""))
+        ax.set_ylabel("depth RMSE (m, evaluation split)")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3, which="both")
+        ax.margins(x=0.15)
+        label_points(ax, x, y, list(data["model"]))
     return fig

@@ -14,6 +14,11 @@ the data pipeline needs saving and any number of workers or processes sees the s
 
 Data-parallel under torchrun (see segbench.distributed): DistributedSampler order, DDP gradient
 averaging, the global batch split across ranks, rank 0 alone validating and writing.
+
+Task seg_depth: the model predicts a mask and a depth map; the loss is the mask loss plus
+`train.depth_weight` times the depth loss (segbench.losses.SegDepthLoss), both terms and the
+validation depth RMSE are logged per epoch, and `train.select: depth_rmse` picks the epoch with
+the lowest validation depth RMSE instead of the best mIoU.
 """
 from __future__ import annotations
 
@@ -37,8 +42,9 @@ from .distributed import DistContext, per_rank_batch, usable_cores
 from .errors import TrainingError
 from .evaluate import run_evaluation
 from .io import write_json
-from .losses import build_loss, class_weights_from_manifest
+from .losses import DepthLoss, SegDepthLoss, build_loss, class_weights_from_manifest
 from .models import build_model
+from .models.multitask import set_depth_statistics
 from .optim import LRSchedule, build_optimizer, build_scheduler
 
 
@@ -101,6 +107,8 @@ class EpochStats:
     images: int
     step_time_s: float
     data_wait_s: float
+    mask_loss: float = float("nan")  # task seg_depth: the two terms of `loss`
+    depth_loss: float = float("nan")
 
 
 @dataclass
@@ -126,15 +134,20 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
     memory_format = torch.channels_last if channels_last else torch.preserve_format
     model.train()
     total_loss, images, step_time, data_wait = 0.0, 0, 0.0, 0.0
+    parts = np.zeros(2)  # seg_depth: mask and depth terms
     tick = time.perf_counter()
-    for step, (x, y) in enumerate(_progress(loader, f"epoch {epoch}", len(loader)), start=1):
+    for step, (x, y, *depth) in enumerate(_progress(loader, f"epoch {epoch}", len(loader)), start=1):
         x = x.to(device, non_blocking=True, memory_format=memory_format)
         y = y.to(device, non_blocking=True)
         start = time.perf_counter()
         data_wait += start - tick
         with precision.autocast():
-            logits = model(x)
-        loss = loss_fn(logits, y)  # outside autocast: losses compute in float32
+            output = model(x)
+        if depth:  # outside autocast: losses compute in float32
+            loss, mask_term, depth_term = loss_fn.parts(output, y, depth[0].to(device, non_blocking=True))
+            parts += [mask_term.item(), depth_term.item()]
+        else:
+            loss = loss_fn(output, y)
         if not torch.isfinite(loss):
             raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}; lower train.lr or check the data")
         optimizer.zero_grad(set_to_none=True)
@@ -151,7 +164,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
         images += x.shape[0]
         tick = time.perf_counter()
         step_time += tick - start
-    return EpochStats(total_loss / max(1, len(loader)), images, step_time, data_wait)
+    batches = max(1, len(loader))
+    mask_loss, depth_loss = (parts / batches).tolist() if parts.any() else (float("nan"), float("nan"))
+    return EpochStats(total_loss / batches, images, step_time, data_wait, mask_loss, depth_loss)
 
 
 def fit_without_gradients(model: nn.Module, data: SegmentationCache, ignore_index: int) -> None:
@@ -162,11 +177,27 @@ def fit_without_gradients(model: nn.Module, data: SegmentationCache, ignore_inde
     fit(torch.from_numpy(np.asarray(data.masks).astype(np.int64)), ignore_index)
 
 
-def make_loss(cfg: TrainConfig, manifest: dict) -> nn.Module:
-    """The configured loss; weighted_ce takes its class weights from the training split's pixel counts."""
+def make_loss(cfg: TrainConfig, manifest: dict, task: str = "segmentation") -> nn.Module:
+    """The configured loss; weighted_ce takes its class weights from the training split's pixel counts.
+    seg_depth adds the depth loss, in units of the training split's depth std."""
     weights = class_weights_from_manifest(manifest, cfg.class_weighting) if cfg.loss == "weighted_ce" else None
-    return build_loss(cfg.loss, manifest["ignore_index"], beta=cfg.beta, focal_gamma=cfg.focal_gamma,
-                      class_weights=weights)
+    mask_loss = build_loss(cfg.loss, manifest["ignore_index"], beta=cfg.beta, focal_gamma=cfg.focal_gamma,
+                           class_weights=weights)
+    if task != "seg_depth":
+        return mask_loss
+    depth = DepthLoss(cfg.depth_loss, scale=manifest["depth"]["std"], delta=cfg.huber_delta)
+    return SegDepthLoss(mask_loss, depth, cfg.depth_weight)
+
+
+def _better(row: dict, progress: "Progress", select: str) -> bool:
+    """Whether this epoch's validation beats the best so far (`train.select`): a higher mIoU, or a
+    lower depth RMSE. A NaN score never counts as better."""
+    score = row["val_depth_rmse"] if select == "depth_rmse" else row["val_miou"]
+    if not math.isfinite(score):
+        return False
+    if progress.best_epoch == 0:
+        return True
+    return score < progress.best_score if select == "depth_rmse" else score > progress.best_score
 
 
 class EarlyStopping:
@@ -226,8 +257,10 @@ class Progress:
 
     epoch: int = 0  # epochs completed
     history: list[dict] = field(default_factory=list)
-    best_miou: float = -1.0
+    best_miou: float = -1.0  # validation mIoU at the best epoch
     best_epoch: int = 0
+    best_score: float = -1.0  # what train.select compares: mIoU, or depth RMSE (lower is better)
+    best_depth_rmse: float = float("nan")  # seg_depth: validation depth RMSE at the best epoch
     best_state: dict | None = None
     images: int = 0
     step_time: float = 0.0
@@ -391,9 +424,13 @@ def _set_up(spec: ModelSpec, cache_dir: Path, seed: int, augment: AugmentConfig 
     if device.type == "cuda" and dist.distributed:
         device = torch.device("cuda", dist.local_rank)
     precision = resolve_precision(cfg.amp, device)
-    train_set = SegmentationCache(cache_dir, "train", augment=augment, seed=seed)
-    val_set = SegmentationCache(cache_dir, "val")
-    model = build_model(spec.arch, len(train_set.class_names), **spec.options).to(device)
+    with_depth = spec.task == "seg_depth"
+    train_set = SegmentationCache(cache_dir, "train", augment=augment, seed=seed, depth=with_depth)
+    val_set = SegmentationCache(cache_dir, "val", depth=with_depth)
+    model = build_model(spec.arch, len(train_set.class_names), task=spec.task, **spec.options)
+    if with_depth:  # the depth head starts at the mean training depth and learns a residual in std units
+        set_depth_statistics(model, train_set.manifest["depth"]["mean"], train_set.manifest["depth"]["std"])
+    model = model.to(device)
     if cfg.sync_bn and dist.distributed:
         if device.type != "cuda":
             raise TrainingError("train.sync_bn: SyncBatchNorm needs CUDA (torch runs it on GPUs only) but training runs "
@@ -410,7 +447,7 @@ def _set_up(spec: ModelSpec, cache_dir: Path, seed: int, augment: AugmentConfig 
                         num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
     val_loader = DataLoader(val_set, batch_size=max(cfg.batch_size, 32), shuffle=False)
     run = Setup(model=model, net=net, loader=loader, sampler=sampler, val_loader=val_loader,
-                loss_fn=make_loss(cfg, train_set.manifest).to(device), device=device, precision=precision,
+                loss_fn=make_loss(cfg, train_set.manifest, spec.task).to(device), device=device, precision=precision,
                 num_classes=len(train_set.class_names), ignore_index=train_set.manifest["ignore_index"], generator=generator)
     return run, train_set
 
@@ -420,7 +457,7 @@ def _fit_prior(run: Setup, train_set: SegmentationCache, live) -> Progress:
     fit_without_gradients(run.model, train_set, run.ignore_index)
     evaluation = run_evaluation(run.model, run.val_loader, run.num_classes, run.ignore_index, run.device, run.loss_fn)
     miou = evaluation.scores.miou
-    progress = Progress(epoch=1, best_miou=miou, best_epoch=1, best_state=run.model.state_dict(), images=len(train_set),
+    progress = Progress(epoch=1, best_miou=miou, best_score=miou, best_epoch=1, best_state=run.model.state_dict(), images=len(train_set),
                         step_time=time.perf_counter() - started)
     progress.history.append({"epoch": 1, "train_loss": float("nan"), "val_loss": evaluation.loss, "val_miou": miou, "lr": 0.0})
     _log_epoch(live, progress.history[-1])
@@ -439,24 +476,32 @@ def _fit(run: Setup, opt: Optimisation, cfg: TrainConfig, dist: DistContext, liv
         lr = opt.optimizer.param_groups[0]["lr"]  # at the start of the epoch (onecycle changes it per batch)
         stats = train_one_epoch(run.net, run.loader, run.loss_fn, opt.optimizer, run.device, epoch, precision=run.precision,
                                 scaler=opt.scaler, schedule=opt.schedule, channels_last=cfg.channels_last)
-        loss_sum, images = dist.all_reduce_sum([stats.loss, stats.images])
+        loss_sum, images, mask_sum, depth_sum = dist.all_reduce_sum([stats.loss, stats.images, stats.mask_loss,
+                                                                     stats.depth_loss])
         # Rank 0 validates on the whole split (exactly what one process computes); the others wait.
-        val_loss, miou = float("nan"), float("nan")
+        val = [float("nan")] * 5  # loss, mIoU, mask loss, depth loss, depth RMSE
         if dist.is_main:
             evaluation = run_evaluation(run.model, run.val_loader, run.num_classes, run.ignore_index, run.device, run.loss_fn)
-            val_loss, miou = evaluation.loss, evaluation.scores.miou
-        val_loss, miou = dist.broadcast([val_loss, miou])
+            depth = evaluation.depth_scores
+            val = [evaluation.loss, evaluation.scores.miou, evaluation.mask_loss, evaluation.depth_loss,
+                   depth.rmse if depth is not None else float("nan")]
+        val_loss, miou, val_mask, val_depth, val_rmse = dist.broadcast(val)
         opt.schedule.after_epoch(miou)
         progress.epoch = epoch
         progress.images += int(images)
         progress.step_time += stats.step_time_s
         progress.data_wait += stats.data_wait_s
-        progress.history.append({"epoch": epoch, "train_loss": loss_sum / dist.world_size, "val_loss": val_loss,
-                                 "val_miou": miou, "lr": lr})
-        _log_epoch(live, progress.history[-1])
-        improved = miou > progress.best_miou
+        row = {"epoch": epoch, "train_loss": loss_sum / dist.world_size, "val_loss": val_loss, "val_miou": miou, "lr": lr}
+        if math.isfinite(val_rmse):
+            row.update(train_mask_loss=mask_sum / dist.world_size, train_depth_loss=depth_sum / dist.world_size,
+                       val_mask_loss=val_mask, val_depth_loss=val_depth, val_depth_rmse=val_rmse)
+        progress.history.append(row)
+        _log_epoch(live, row)
+        improved = _better(row, progress, cfg.select)
         if improved:
             progress.best_miou, progress.best_epoch = miou, epoch
+            progress.best_score = val_rmse if cfg.select == "depth_rmse" else miou
+            progress.best_depth_rmse = val_rmse
             progress.best_state = _cpu_state(run.model) if dist.is_main else None
         stop = opt.stopper.update(improved) and epoch < cfg.epochs
         progress.stopped_early = int(dist.broadcast([float(stop)])[0])  # rank 0 decides for all
@@ -471,6 +516,11 @@ def _fit(run: Setup, opt: Optimisation, cfg: TrainConfig, dist: DistContext, liv
 
 def _metrics(progress: Progress, wall: float, device: torch.device, dist: DistContext) -> dict:
     step_time, data_wait = progress.step_time, progress.data_wait
+    depth = {}
+    last = progress.history[-1] if progress.history else {}
+    if "val_depth_rmse" in last:
+        depth = {"best_val_depth_rmse": progress.best_depth_rmse, "final_train_mask_loss": last["train_mask_loss"],
+                 "final_train_depth_loss": last["train_depth_loss"]}
     return {
         "train_time_s": wall,
         "time_per_epoch_s": wall / max(1, progress.epoch),
@@ -484,6 +534,7 @@ def _metrics(progress: Progress, wall: float, device: torch.device, dist: DistCo
         "device": device.type,
         "threads": torch.get_num_threads(),
         "world_size": dist.world_size,
+        **depth,
     }
 
 
@@ -506,9 +557,9 @@ def _open_live(log_dir: Path | None):
 def _log_epoch(live, row: dict) -> None:
     if live is None:
         return
-    for key in ("train_loss", "val_loss", "val_miou", "lr"):
-        if math.isfinite(row[key]):
-            live.log_metric(key, row[key])
+    for key, value in row.items():
+        if key != "epoch" and math.isfinite(value):
+            live.log_metric(key, value)
     live.next_step()
 
 
@@ -525,7 +576,8 @@ def train_and_save(spec: ModelSpec, cache_dir: Path, checkpoint_path: Path, *, s
     result = train(spec, cache_dir, seed=seed, log_dir=log_dir, augmentation=augmentation, resume_path=resume_path, dist=dist)
     if dist.is_main:
         data = SegmentationCache(cache_dir, "val")
-        save_checkpoint(checkpoint_path, result.model, arch=spec.arch, options=spec.options, class_names=data.class_names,
+        save_checkpoint(checkpoint_path, result.model, arch=spec.arch, options=spec.options, task=spec.task,
+                        class_names=data.class_names,
                         image_size=data.manifest["image_size"], epoch=result.metrics["best_epoch"],
                         val_miou=result.metrics["best_val_miou"])
         if metrics_path is not None:

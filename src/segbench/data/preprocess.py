@@ -3,9 +3,15 @@
 Cache layout (data/processed):
     <split>_images.npy   uint8, N x H x W x 3
     <split>_masks.npy    uint8, N x H x W (class index, ignore_index for void)
+    <split>_depths.npy   float32, N x H x W metres, 0 = no depth (only for datasets with depth)
     manifest.json        class names, image size, split sizes and file names, per-class pixel
                          counts and frequencies per split, per-channel mean/std of the training
-                         images, and how the splits were made
+                         images, and how the splits were made; `has_depth`, and with depth:
+                         `depth` (unit, mean, std, min, max over the valid training pixels)
+                         and `depth_valid_fraction` per split
+
+Depth maps are resized with nearest neighbour, like masks: a blend would invent depths
+between an object and what it occludes, or between a valid depth and a 0 ("no depth").
 
 Samples are decoded in worker processes (data.workers) and written straight into the
 output arrays, so memory holds one copy of the cache. Splits the dataset lacks are made
@@ -25,6 +31,7 @@ from ..fsutil import atomic_dir
 from ..io import open_memmap, write_json
 from .download import raw_root
 from .sources import SOURCES, SPLITS, RawDataset, Sample
+from .sources.depth import sanitize
 
 
 def _resize(array: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
@@ -36,25 +43,24 @@ def _resize(array: np.ndarray, size: tuple[int, int], interpolation: int) -> np.
     return cv2.resize(array, (w, h), interpolation=interpolation)
 
 
-def load_pair(sample: Sample, raw: RawDataset, size: tuple[int, int], resize: str, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decode, validate and resize one sample. Every problem is a one-line DataError naming the file."""
-    import cv2
-
-    num_classes = len(raw.class_names)
+def _decoded(decode, path: Path, what: str, hint: str = "") -> np.ndarray:
+    """decode(path); any failure but our own DataError becomes one line naming the file."""
     try:
-        image = raw.decode_image(sample.image)
+        return decode(path)
     except DataError:
         raise
     except Exception as exc:  # PIL raises many types for corrupt or truncated files
-        raise DataError(f"{sample.image}: unreadable image ({type(exc).__name__}: {exc}); re-download or remove it") from None
+        raise DataError(f"{path}: unreadable {what} ({type(exc).__name__}: {exc}){hint}") from None
+
+
+def decode_pair(sample: Sample, raw: RawDataset, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode and validate one sample's image and mask, at their own size.
+    Every problem is a one-line DataError naming the file."""
+    num_classes = len(raw.class_names)
+    image = _decoded(raw.decode_image, sample.image, "image", "; re-download or remove it")
     if sample.mask is None or not Path(sample.mask).is_file():
         raise DataError(f"{sample.image}: image has no mask (expected {sample.mask})")
-    try:
-        mask = raw.decode_mask(sample.mask)
-    except DataError:
-        raise
-    except Exception as exc:
-        raise DataError(f"{sample.mask}: unreadable mask ({type(exc).__name__}: {exc})") from None
+    mask = _decoded(raw.decode_mask, sample.mask, "mask")
     if image.ndim != 3 or image.shape[2] != 3:
         raise DataError(f"{sample.image}: decoded to shape {image.shape}; expected H x W x 3")
     if mask.ndim != 2:
@@ -67,31 +73,72 @@ def load_pair(sample: Sample, raw: RawDataset, size: tuple[int, int], resize: st
         values = np.unique(mask[bad])
         raise DataError(f"{sample.mask}: class index {int(values[0])} out of range ({len(values)} bad values, "
                         f"{int(bad.sum())} pixels); expected 0..{num_classes - 1} or {ignore_index} (data.ignore_index)")
+    return image, mask
+
+
+def _resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int], resize: str) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
     h, w = size
     down = h <= image.shape[0] and w <= image.shape[1]
     interp = cv2.INTER_AREA if resize == "area" and down else cv2.INTER_LINEAR
     return _resize(image, size, interp), _resize(mask.astype(np.uint8), size, cv2.INTER_NEAREST)
 
 
-def _load_chunk(args) -> tuple[int, np.ndarray, np.ndarray]:
-    start, samples, raw, size, resize, ignore_index = args
-    pairs = [load_pair(s, raw, size, resize, ignore_index) for s in samples]
-    return start, np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+def load_pair(sample: Sample, raw: RawDataset, size: tuple[int, int], resize: str, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode, validate and resize one sample. Every problem is a one-line DataError naming the file."""
+    return _resize_pair(*decode_pair(sample, raw, ignore_index), size, resize)
 
 
-def _load_split(samples: list[Sample], raw: RawDataset, cfg, workers: int, images: np.ndarray, masks: np.ndarray) -> None:
+def load_sample(sample: Sample, raw: RawDataset, size: tuple[int, int], resize: str, ignore_index: int,
+                with_depth: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """load_pair, plus the sample's depth map (checked against the image's own size) when `with_depth`."""
+    image, mask = decode_pair(sample, raw, ignore_index)
+    depth = load_depth(sample, raw, image.shape[:2], size) if with_depth else None
+    return (*_resize_pair(image, mask, size, resize), depth)
+
+
+def load_depth(sample: Sample, raw: RawDataset, image_shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Decode, validate and resize (nearest) one sample's depth map -> H x W float32 metres, 0 = no depth."""
+    import cv2
+
+    if sample.depth is None or not Path(sample.depth).is_file():
+        raise DataError(f"{sample.image}: image has no depth map (expected {sample.depth})")
+    depth = np.asarray(_decoded(raw.decode_depth, sample.depth, "depth map"))
+    if depth.ndim != 2:
+        raise DataError(f"{sample.depth}: depth map has shape {depth.shape}; expected a 2-D H x W map in metres")
+    if depth.shape != tuple(image_shape):
+        raise DataError(f"{sample.depth}: depth map is {depth.shape[1]}x{depth.shape[0]} but its image {sample.image.name} "
+                        f"is {image_shape[1]}x{image_shape[0]} (width x height); they must match")
+    return _resize(sanitize(depth), size, cv2.INTER_NEAREST)
+
+
+def _load_chunk(args) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None]:
+    start, samples, raw, size, resize, ignore_index, with_depth = args
+    loaded = [load_sample(s, raw, size, resize, ignore_index, with_depth) for s in samples]
+    images, masks = np.stack([x[0] for x in loaded]), np.stack([x[1] for x in loaded])
+    return start, images, masks, (np.stack([x[2] for x in loaded]) if with_depth else None)
+
+
+def _load_split(samples: list[Sample], raw: RawDataset, cfg, workers: int, images: np.ndarray, masks: np.ndarray,
+                depths: np.ndarray | None = None) -> None:
     n = len(samples)
     step = max(1, min(32, -(-n // (workers * 4))))
-    jobs = [(i, samples[i:i + step], raw, tuple(cfg.image_size), cfg.resize, cfg.ignore_index) for i in range(0, n, step)]
+    jobs = [(i, samples[i:i + step], raw, tuple(cfg.image_size), cfg.resize, cfg.ignore_index, depths is not None)
+            for i in range(0, n, step)]
+
+    def store(start: int, im: np.ndarray, ma: np.ndarray, de: np.ndarray | None) -> None:
+        images[start:start + len(im)], masks[start:start + len(ma)] = im, ma
+        if de is not None:
+            depths[start:start + len(de)] = de
+
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(workers) as pool:
-            results = pool.map(_load_chunk, jobs)
-            for start, im, ma in results:
-                images[start:start + len(im)], masks[start:start + len(ma)] = im, ma
+            for result in pool.map(_load_chunk, jobs):
+                store(*result)
     else:
         for job in jobs:
-            start, im, ma = _load_chunk(job)
-            images[start:start + len(im)], masks[start:start + len(ma)] = im, ma
+            store(*_load_chunk(job))
 
 
 def _rng(seed: int, *words: str) -> np.random.Generator:
@@ -149,6 +196,43 @@ def _channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     return mean.tolist(), np.maximum(std, 1e-3).tolist()
 
 
+def _depth_sums(depths: np.ndarray) -> tuple[int, float, float, float, float]:
+    """(count, sum, sum of squares, min, max) of the valid (> 0) depths, in blocks, float64."""
+    count, total, squares, lo, hi = 0, 0.0, 0.0, np.inf, -np.inf
+    for i in range(0, len(depths), 64):
+        block = np.asarray(depths[i:i + 64])
+        valid = block[block > 0].astype(np.float64)
+        if valid.size:
+            count += valid.size
+            total += float(valid.sum())
+            squares += float((valid ** 2).sum())
+            lo, hi = min(lo, float(valid.min())), max(hi, float(valid.max()))
+    return count, total, squares, lo, hi
+
+
+def _depth_stats(sums: tuple[int, float, float, float, float]) -> dict:
+    """Mean, std, min and max (metres) of the valid pixels from their _depth_sums; all 0 when there are none."""
+    count, total, squares, lo, hi = sums
+    if not count:
+        return {"unit": "m", "mean": 0.0, "std": 0.0, "min": 0.0, "max": 0.0}
+    mean = total / count
+    return {"unit": "m", "mean": mean, "std": float(np.sqrt(max(squares / count - mean ** 2, 0.0))), "min": lo, "max": hi}
+
+
+def _has_depth(raw: RawDataset, splits: dict[str, list[Sample]]) -> bool:
+    """Whether the dataset has depth: a depth decoder and a depth map for every sample (some but not all is an error)."""
+    if raw.decode_depth is None:
+        return False
+    samples = [s for split in splits.values() for s in split]
+    without = [s for s in samples if s.depth is None]
+    if len(without) == len(samples):
+        return False
+    if without:
+        raise DataError(f"{without[0].image}: image has no depth map but others of the dataset have one; "
+                        "expected a depth map for every image or for none")
+    return True
+
+
 def _relative(path: Path, root: Path) -> str:
     try:
         return str(Path(path).relative_to(root))
@@ -164,17 +248,28 @@ def preprocess(params, raw_dir: Path, out_dir: Path, workers: int | None = None)
     splits, split_info = make_splits(raw, seed=params.seed, val_fraction=cfg.val_fraction, subset=cfg.subset, where=str(root))
     workers = workers or cfg.workers or min(8, os.cpu_count() or 1)
     h, w = cfg.image_size
+    has_depth = _has_depth(raw, splits)
     manifest = {"dataset": cfg.dataset, "class_names": list(raw.class_names), "num_classes": len(raw.class_names),
                 "image_size": [h, w], "ignore_index": cfg.ignore_index, "splits": {}, **split_info,
-                "class_pixels_by_split": {}, "class_frequency_by_split": {}, "ignored_pixels": {}, "files": {}}
+                "class_pixels_by_split": {}, "class_frequency_by_split": {}, "ignored_pixels": {}, "files": {},
+                "has_depth": has_depth}
+    if has_depth:
+        manifest["depth_valid_fraction"] = {}
     with atomic_dir(out_dir) as staging:
         for split, samples in splits.items():
             n = len(samples)
             images = open_memmap(staging / f"{split}_images.npy", np.uint8, (n, h, w, 3))
             masks = open_memmap(staging / f"{split}_masks.npy", np.uint8, (n, h, w))
-            _load_split(samples, raw, cfg, workers, images, masks)
+            depths = open_memmap(staging / f"{split}_depths.npy", np.float32, (n, h, w)) if has_depth else None
+            _load_split(samples, raw, cfg, workers, images, masks, depths)
             images.flush()
             masks.flush()
+            if depths is not None:
+                depths.flush()
+                sums = _depth_sums(depths)
+                manifest["depth_valid_fraction"][split] = sums[0] / depths.size
+                if split == "train":
+                    manifest["depth"] = _depth_stats(sums)
             stats = _class_stats(masks, raw.class_names, cfg.ignore_index)
             manifest["splits"][split] = n
             manifest["class_pixels_by_split"][split] = stats["pixels"]
@@ -184,6 +279,6 @@ def preprocess(params, raw_dir: Path, out_dir: Path, workers: int | None = None)
             if split == "train":
                 manifest["class_pixels"], manifest["class_frequency"] = stats["pixels"], stats["frequency"]
                 manifest["mean"], manifest["std"] = _channel_stats(images)
-            del images, masks
+            del images, masks, depths
         write_json(staging / "manifest.json", manifest)
     return manifest

@@ -1,6 +1,7 @@
-"""U-Net decoder over a torchvision ResNet-18 encoder (as segmentation_models_pytorch's Unet).
+"""U-Net decoder over a torchvision ResNet-18 or -34 encoder (as segmentation_models_pytorch's Unet).
 
-The encoder yields features at strides 2, 4, 8, 16 and 32 (64, 64, 128, 256, 512 channels).
+The encoder (`encoder: resnet18` or `resnet34`: both of BasicBlocks, so the same widths) yields
+features at strides 2, 4, 8, 16 and 32 (64, 64, 128, 256, 512 channels).
 Each of five decoder blocks upsamples 2x (to the exact size of the matching encoder map,
 so odd input sizes need no padding), concatenates that map (the skip), and applies two
 3x3 conv + BN + ReLU; widths 256, 128, 64, 32, 16, then a 1x1 classifier at full size.
@@ -8,6 +9,9 @@ so odd input sizes need no padding), concatenates that map (the skip), and appli
 `skips: false` builds the same decoder with nothing concatenated: the ablation that shows
 what the skips add on top of a strong encoder. `pretrained: true` loads ImageNet weights
 for the encoder from the local torch hub cache only (see `backbones.load_local_weights`).
+
+Under task seg_depth a depth branch (see `multitask`) reads the encoder's features through a
+second `ResNetDecoder` (`depth_decoder: separate`) or the segmentation decoder's output (`shared`).
 """
 from __future__ import annotations
 
@@ -18,10 +22,17 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from ..schema import option
 from . import register_model
 from .backbones import load_local_weights
+from .multitask import depth_branch, depth_decoder_option
 
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
+# encoder option -> (torchvision constructor, ImageNet weights for `pretrained`)
+ENCODERS = {
+    "resnet18": (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
+    "resnet34": (torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1),
+}
 
 
 class ResNetEncoder(nn.Module):
@@ -60,39 +71,58 @@ class DecoderBlock(nn.Module):
         return self.conv(x if skip is None else torch.cat([x, skip], dim=1))
 
 
-class ResNetUNet(nn.Module):
-    def __init__(self, encoder: ResNetEncoder, num_classes: int, skips: bool = True) -> None:
-        super().__init__()
-        self.encoder, self.skips = encoder, skips
+class ResNetDecoder(nn.ModuleList):
+    """Five DecoderBlocks from the encoder's stride-32 map to `DECODER_CHANNELS[-1]` features at full size."""
+
+    def __init__(self, encoder_channels: tuple[int, ...], skips: bool) -> None:
         # Skips from strides 16, 8, 4, 2; the last block (to full size) has none.
-        skip_channels = list(reversed(encoder.channels[:-1])) + [0]
+        skip_channels = list(reversed(encoder_channels[:-1])) + [0]
         if not skips:
             skip_channels = [0] * len(skip_channels)
-        widths = (encoder.channels[-1], *DECODER_CHANNELS)
-        self.blocks = nn.ModuleList(
-            DecoderBlock(widths[i], skip_channels[i], widths[i + 1]) for i in range(len(DECODER_CHANNELS))
-        )
-        self.head = nn.Conv2d(DECODER_CHANNELS[-1], num_classes, kernel_size=1)
+        widths = (encoder_channels[-1], *DECODER_CHANNELS)
+        super().__init__(DecoderBlock(widths[i], skip_channels[i], widths[i + 1]) for i in range(len(DECODER_CHANNELS)))
+        self.skips = skips
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        *features, y = self.encoder(x)
-        features.reverse()  # strides 16, 8, 4, 2; the last block goes to full size
-        sizes = [f.shape[-2:] for f in features] + [x.shape[-2:]]
-        skips = features + [None] if self.skips else [None] * len(sizes)
-        for block, size, skip in zip(self.blocks, sizes, skips, strict=True):
-            y = block(y, size, skip)
-        return self.head(y)
+    def forward(self, features: list[torch.Tensor], size: torch.Size) -> torch.Tensor:
+        """`features`: the encoder's maps at strides 2 ... 32; `size`: the input's (H, W)."""
+        *finer, y = features
+        finer = finer[::-1]  # strides 16, 8, 4, 2; the last block goes to full size
+        sizes = [f.shape[-2:] for f in finer] + [size]
+        skips = finer + [None] if self.skips else [None] * len(sizes)
+        for block, block_size, skip in zip(self, sizes, skips, strict=True):
+            y = block(y, block_size, skip)
+        return y
+
+
+class ResNetUNet(nn.Module):
+    def __init__(self, encoder: ResNetEncoder, num_classes: int, skips: bool = True,
+                 depth_decoder: str | None = None) -> None:
+        super().__init__()
+        self.encoder, self.skips = encoder, skips
+        self.blocks = ResNetDecoder(encoder.channels, skips)
+        self.head = nn.Conv2d(DECODER_CHANNELS[-1], num_classes, kernel_size=1)
+        self.depth = depth_branch(depth_decoder, lambda: ResNetDecoder(encoder.channels, skips), DECODER_CHANNELS[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        features = self.encoder(x)
+        y = self.blocks(features, x.shape[-2:])
+        logits = self.head(y)
+        return logits if self.depth is None else (logits, self.depth(y, features, x.shape[-2:]))
 
 
 @dataclass(frozen=True)
 class ResNetUNetOptions:
+    encoder: str = option("resnet18", choices=tuple(ENCODERS))
     skips: bool = True
     pretrained: bool = False
+    depth_decoder: str = depth_decoder_option()
 
 
-@register_model("resnet_unet", ResNetUNetOptions)
-def build_resnet_unet(num_classes: int, opts: ResNetUNetOptions) -> nn.Module:
-    net = torchvision.models.resnet18(weights=None)
+@register_model("resnet_unet", ResNetUNetOptions, depth=True)
+def build_resnet_unet(num_classes: int, opts: ResNetUNetOptions, depth: bool = False) -> nn.Module:
+    make_net, weights = ENCODERS[opts.encoder]
+    net = make_net(weights=None)
     if opts.pretrained:
-        load_local_weights(net, torchvision.models.ResNet18_Weights.IMAGENET1K_V1, "resnet_unet.pretrained")
-    return ResNetUNet(ResNetEncoder(net), num_classes, skips=opts.skips)
+        load_local_weights(net, weights, "resnet_unet.pretrained")
+    return ResNetUNet(ResNetEncoder(net), num_classes, skips=opts.skips,
+                      depth_decoder=opts.depth_decoder if depth else None)

@@ -1,5 +1,8 @@
 """U-Net (Ronneberger et al., 2015): double 3x3 conv + BN + ReLU, max-pool down,
-transposed-conv (or bilinear) up, skip concatenation. Four down/up levels."""
+transposed-conv (or bilinear) up, skip concatenation. Four down/up levels.
+
+Under task seg_depth a depth branch (see `multitask`) reads the encoder's skips through a
+second up path (`depth_decoder: separate`) or the segmentation decoder's output (`shared`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,6 +13,8 @@ from torch import nn
 
 from ..schema import option
 from . import register_model
+from .common import UpPath
+from .multitask import depth_branch, depth_decoder_option
 
 
 class DoubleConv(nn.Sequential):
@@ -40,36 +45,45 @@ class Up(nn.Module):
         return self.conv(torch.cat([skip, x], dim=1))
 
 
+def up_path(c: list[int], bilinear: bool) -> UpPath:
+    return UpPath(Up(c[i + 1], c[i], bilinear) for i in reversed(range(4)))
+
+
 class UNet(nn.Module):
-    def __init__(self, num_classes: int, base_channels: int = 32, bilinear: bool = False, in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int, base_channels: int = 32, bilinear: bool = False, in_channels: int = 3,
+                 depth_decoder: str | None = None) -> None:
         super().__init__()
         c = [base_channels * 2**i for i in range(5)]
         self.inc = DoubleConv(in_channels, c[0])
         self.downs = nn.ModuleList(nn.Sequential(nn.MaxPool2d(2), DoubleConv(c[i], c[i + 1])) for i in range(4))
-        self.ups = nn.ModuleList(Up(c[i + 1], c[i], bilinear) for i in reversed(range(4)))
+        self.ups = up_path(c, bilinear)
         self.head = nn.Conv2d(c[0], num_classes, kernel_size=1)
+        self.depth = depth_branch(depth_decoder, lambda: up_path(c, bilinear), c[0])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         h, w = x.shape[-2:]
-        # Inputs smaller than 16 px cannot be pooled 4 times: pad, then crop the logits back.
+        # Inputs smaller than 16 px cannot be pooled 4 times: pad, then crop the outputs back.
         ph, pw = max(0, 16 - h), max(0, 16 - w)
         if ph or pw:
             x = F.pad(x, [0, pw, 0, ph])
         skips = [self.inc(x)]
         for down in self.downs:
             skips.append(down(skips[-1]))
-        y = skips.pop()
-        for up in self.ups:
-            y = up(y, skips.pop())
-        return self.head(y)[..., :h, :w]
+        y = self.ups(skips)
+        logits = self.head(y)[..., :h, :w]
+        if self.depth is None:
+            return logits
+        return logits, self.depth(y, skips)[..., :h, :w]
 
 
 @dataclass(frozen=True)
 class UNetOptions:
     base_channels: int = option(32, min=1)
     bilinear: bool = False
+    depth_decoder: str = depth_decoder_option()
 
 
-@register_model("unet", UNetOptions)
-def build_unet(num_classes: int, opts: UNetOptions) -> nn.Module:
-    return UNet(num_classes, base_channels=opts.base_channels, bilinear=opts.bilinear)
+@register_model("unet", UNetOptions, depth=True)
+def build_unet(num_classes: int, opts: UNetOptions, depth: bool = False) -> nn.Module:
+    return UNet(num_classes, base_channels=opts.base_channels, bilinear=opts.bilinear,
+                depth_decoder=opts.depth_decoder if depth else None)

@@ -11,6 +11,9 @@ doubling per level), made cheap in three ways:
 The first conv sees just 3 channels, where a depthwise conv would be nearly free and too
 weak, so it stays a full 3x3 conv. Upsampling goes to the skip's exact size and pooling
 uses ceil mode, so any input size works without padding.
+
+Under task seg_depth a depth branch (see `multitask`) reads the encoder's skips through a
+second up path (`depth_decoder: separate`) or the segmentation decoder's output (`shared`).
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from torch import nn
 
 from ..schema import option
 from . import register_model
+from .common import UpPath
+from .multitask import depth_branch, depth_decoder_option
 
 
 class SeparableConv(nn.Sequential):
@@ -49,8 +54,13 @@ class LeanUp(nn.Module):
         return self.conv(torch.cat([skip, x], dim=1))
 
 
+def up_path(c: list[int]) -> UpPath:
+    return UpPath(LeanUp(c[i + 1], c[i]) for i in reversed(range(4)))
+
+
 class LeanUNet(nn.Module):
-    def __init__(self, num_classes: int, base_channels: int = 24, in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int, base_channels: int = 24, in_channels: int = 3,
+                 depth_decoder: str | None = None) -> None:
         super().__init__()
         c = [base_channels * 2**i for i in range(5)]
         self.inc = nn.Sequential(
@@ -61,24 +71,25 @@ class LeanUNet(nn.Module):
         self.downs = nn.ModuleList(
             nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), SeparableDoubleConv(c[i], c[i + 1])) for i in range(4)
         )
-        self.ups = nn.ModuleList(LeanUp(c[i + 1], c[i]) for i in reversed(range(4)))
+        self.ups = up_path(c)
         self.head = nn.Conv2d(c[0], num_classes, kernel_size=1)
+        self.depth = depth_branch(depth_decoder, lambda: up_path(c), c[0])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         skips = [self.inc(x)]
         for down in self.downs:
             skips.append(down(skips[-1]))
-        y = skips.pop()
-        for up in self.ups:
-            y = up(y, skips.pop())
-        return self.head(y)
+        y = self.ups(skips)
+        logits = self.head(y)
+        return logits if self.depth is None else (logits, self.depth(y, skips))
 
 
 @dataclass(frozen=True)
 class LeanUNetOptions:
     base_channels: int = option(24, min=1)
+    depth_decoder: str = depth_decoder_option()
 
 
-@register_model("unet_lean", LeanUNetOptions)
-def build_unet_lean(num_classes: int, opts: LeanUNetOptions) -> nn.Module:
-    return LeanUNet(num_classes, base_channels=opts.base_channels)
+@register_model("unet_lean", LeanUNetOptions, depth=True)
+def build_unet_lean(num_classes: int, opts: LeanUNetOptions, depth: bool = False) -> nn.Module:
+    return LeanUNet(num_classes, base_channels=opts.base_channels, depth_decoder=opts.depth_decoder if depth else None)

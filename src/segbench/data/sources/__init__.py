@@ -2,7 +2,7 @@
 
 A source turns a folder (data.path, or what the download stage extracted from data.url)
 into a RawDataset: class names, the samples of each split, and how to decode one image and
-one mask. The preprocess stage does the rest (resize, validate, cache). Decoders must be
+one mask (and, for sources with depth, one depth map: see depth.py). The preprocess stage does the rest (resize, validate, cache). Decoders must be
 picklable (module-level functions or functools.partial of them): preprocess runs them in
 worker processes.
 
@@ -28,6 +28,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 class Sample:
     image: Path
     mask: Path
+    depth: Path | None = None  # its depth map, for sources that have them
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -50,6 +51,8 @@ class RawDataset:
     splits: dict[str, list[Sample]]
     decode_mask: Callable[[Path], np.ndarray]  # -> H x W uint8 class indices, ignore_index for void
     decode_image: Callable[[Path], np.ndarray] = field(default=read_rgb)  # -> H x W x 3 uint8
+    # -> H x W float32 depth in metres, 0 where unknown; None: the dataset has no depth
+    decode_depth: Callable[[Path], np.ndarray] | None = None
 
 
 class Source(Protocol):

@@ -20,19 +20,29 @@ Colour matching: masks in a lossless format (PNG, BMP, TIFF) must use the palett
 exactly; any other colour is an error naming it. JPEG/WebP masks are noisy: a pixel takes
 its nearest palette colour within RGB distance data.folder.tolerance (default 60; farther:
 ignore_index, at most data.folder.max_unmatched of an image, default 2%), as for cityscapes_pairs.
+
+Depth (optional, for task seg_depth): a folder `<depths>` (data.folder.depths, default
+`depths`) beside `<images>` (in each split folder, with split folders) holding one depth map
+per image, matched by file stem: a 2-D `.npy` in metres, or a single-channel 16-bit `.png`
+whose values are metres * data.folder.depth_scale (default 1000: millimetres). 0, negative
+and non-finite values mean "no depth" there. When the folder exists, every image needs its
+depth map; when it does not, the dataset has no depth.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import ConfigError, DataError
-from . import SOURCES, SPLITS, RawDataset, list_images, locate, pair_by_stem
+from . import SOURCES, SPLITS, RawDataset, Sample, list_images, locate, pair_by_stem
+from .depth import read_depth
 from .masks import Colour, map_colours, open_mask, single_channel, to_uint8
 
 LOSSY = (".jpg", ".jpeg", ".webp")
+DEPTH_EXTENSIONS = (".png", ".npy")
 _SINGLE_MODES = ("1", "L", "I", "F", "LA")
 
 
@@ -118,6 +128,30 @@ def _stems_unique(files: list[Path], folder: Path) -> None:
         seen[f.stem] = f
 
 
+def _add_depths(samples: list[Sample], depth_dir: Path) -> list[Sample]:
+    """Each sample with the depth map of the same stem in `depth_dir`; a missing one is an error."""
+    files = sorted(p for p in depth_dir.iterdir() if p.is_file() and p.suffix.lower() in DEPTH_EXTENSIONS)
+    _stems_unique(files, depth_dir)
+    by_stem = {f.stem: f for f in files}
+    for s in samples:
+        if s.image.stem not in by_stem:
+            raise DataError(f"{s.image}: image has no depth map in {depth_dir} (expected {s.image.stem}.png or "
+                            f"{s.image.stem}.npy; depth maps are matched by file stem)")
+    return [replace(s, depth=by_stem[s.image.stem]) for s in samples]
+
+
+def _depth_dirs(split_dirs: dict[str, Path], depths: str) -> dict[str, Path] | None:
+    """The depth folder of each split, or None when no split has one; some but not all is an error."""
+    found = {split: base / depths for split, base in split_dirs.items() if (base / depths).is_dir()}
+    if not found:
+        return None
+    missing = [base / depths for split, base in split_dirs.items() if split not in found]
+    if missing:
+        raise DataError(f"{missing[0]}: missing, but {next(iter(found.values()))} exists; expected a depth folder "
+                        f"for every split or for none (data.folder.depths)")
+    return found
+
+
 class FolderSource:
     layout = "folder: <images>/* + <masks>/* matched by file stem, or {train,val,test}/<images|masks>/*"
 
@@ -146,12 +180,16 @@ class FolderSource:
             splits[split] = pair_by_stem(images, masks, str(mask_dir))
         if not splits["train"]:
             raise DataError(f"{split_dirs['train'] / cfg.images}: no images; expected {layout}")
+        depth_dirs = _depth_dirs(split_dirs, cfg.depths)
+        if depth_dirs is not None:
+            splits = {split: _add_depths(samples, depth_dirs[split]) for split, samples in splits.items()}
         return RawDataset(
             class_names=tuple(cfg.classes),
             splits=splits,
             decode_mask=partial(decode_folder_mask, mask_format=cfg.mask_format, classes=tuple(cfg.classes),
                                 palette=tuple(cfg.palette), ignore_index=params.data.ignore_index,
                                 tolerance=cfg.tolerance, max_unmatched=cfg.max_unmatched),
+            decode_depth=partial(read_depth, scale=cfg.depth_scale) if depth_dirs is not None else None,
         )
 
 

@@ -7,6 +7,21 @@ and the background, so a per-pixel colour rule cannot solve it. Sizes vary by ab
 the `pole` class is thin and rare (about 2% of pixels), and every image gets lighting
 gradients, sensor noise and sometimes blur. The label map is the painted regions exactly.
 
+Each scene also has an exact depth map in metres, consistent with its occlusions. The
+background is a ground plane receding towards the top of the image (7 m at the bottom row to
+12 m at the top, inverse depth linear in the row, as a fixed camera sees a flat floor).
+Objects are fronto-parallel and stand on it: an object's depth is a little nearer than the
+ground at its lowest row (so it is in front of all the ground it hides, and objects lower in
+the frame are nearer, a cue a network can see). An object painted later covers the earlier
+ones it overlaps, so it is made nearer than each of them (by at least 10%): the depth order
+agrees with every occlusion drawn. A pixel's depth is that of the topmost thing painted there.
+Depth comes from its own random stream (a child of the sample's seed), so images and masks
+are the same with or without it.
+
+Files: `<split>/images/NNNNN.png`, `<split>/masks/NNNNN.png`, `<split>/depths/NNNNN.npy`
+(float32 metres) and `classes.json`. Raw folders written before depth existed (no
+`depths/`) still read, without depth.
+
 Deterministic: sample i of a split depends only on (seed, split, i), so generation can be
 parallel or partial and still give identical files.
 """
@@ -23,6 +38,7 @@ from PIL import Image
 
 from ...errors import DataError
 from . import SOURCES, SPLITS, RawDataset, Sample
+from .depth import read_depth
 from .masks import read_index_mask
 
 Grid = tuple[np.ndarray, np.ndarray]
@@ -158,8 +174,57 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def generate_sample(rng: np.random.Generator, height: int, width: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """One (image HxWx3 uint8, mask HxW uint8) pair."""
+STANDING = (0.88, 0.96)  # an object's depth as a share of the ground's depth at its lowest row
+OCCLUDER_GAP = 0.9  # an object is at most this share of the depth of any earlier object it overlaps
+GROUND_DEPTH = (7.0, 12.0)  # metres: the ground at the bottom and at the top row (the same camera for every scene)
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """One painted object: its class index (as in the mask), its whole shape before
+    anything later covered part of it (H x W bool), and its depth in metres."""
+
+    class_index: int
+    shape: np.ndarray
+    depth: float
+
+
+@dataclass(frozen=True, eq=False)
+class Scene:
+    image: np.ndarray  # H x W x 3 uint8
+    mask: np.ndarray  # H x W uint8 class indices
+    depth: np.ndarray  # H x W float32 metres, the topmost layer's (or the ground's) depth
+    layers: tuple[Layer, ...]  # in paint order: each one covers the ones before it
+    ground: np.ndarray  # H x W float32 metres: the ground plane, where nothing covered it
+
+
+def _object_depths(rng: np.random.Generator, shapes: list[np.ndarray], ground: np.ndarray) -> list[float]:
+    """Per shape in paint order: standing on the ground at its lowest row, then pulled in front of
+    every earlier shape it overlaps (so each occlusion drawn has the occluder nearer)."""
+    depths: list[float] = []
+    for j, shape in enumerate(shapes):
+        rows = np.flatnonzero(shape.any(axis=1))
+        bottom = rows[-1] if len(rows) else ground.shape[0] - 1
+        depth = float(ground[bottom, 0]) * rng.uniform(*STANDING)
+        for i in range(j):
+            if (shapes[i] & shape).any():
+                depth = min(depth, depths[i] * OCCLUDER_GAP)
+        depths.append(float(np.float32(depth)))
+    return depths
+
+
+def _ground_depth(height: int, width: int) -> np.ndarray:
+    """A flat floor seen from above it: inverse depth linear in the row, far at the top."""
+    near, far = GROUND_DEPTH
+    t = np.linspace(0.0, 1.0, height)[:, None]  # 0 at the top row, 1 at the bottom
+    inverse = 1.0 / far + (1.0 / near - 1.0 / far) * t
+    return np.broadcast_to(1.0 / inverse, (height, width))
+
+
+def generate_scene(rng: np.random.Generator, height: int, width: int, num_classes: int) -> Scene:
+    """One scene: image, mask, depth and the painted layers. Depth draws come from a child of
+    `rng`'s seed, never from `rng` itself, so image and mask do not depend on them."""
+    depth_rng = rng.spawn(1)[0]
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
     scale = min(height, width)
     mask = np.zeros((height, width), np.uint8)
@@ -167,6 +232,7 @@ def generate_sample(rng: np.random.Generator, height: int, width: int, num_class
 
     objects = [k for k, cls in enumerate(OBJECT_CLASSES[: num_classes - 1]) for _ in range(rng.integers(0, cls.max_count + 1))]
     rng.shuffle(objects)
+    shapes = []
     for k in objects:
         cls = OBJECT_CLASSES[k]
         r = rng.uniform(*cls.size) * scale
@@ -178,13 +244,27 @@ def generate_sample(rng: np.random.Generator, height: int, width: int, num_class
         shade = 0.4 + 0.6 * cls.texture(u, v, rng)
         image[inside] = _object_colour(rng, k) * shade[inside][:, None]
         mask[inside] = k + 1
+        shapes.append(inside)
 
     gradient = rng.uniform(0.65, 1.0) + rng.uniform(-0.35, 0.35) * ((xx / width - 0.5) * np.cos(theta_l := rng.uniform(0, 2 * np.pi)) + (yy / height - 0.5) * np.sin(theta_l))
     image = image * gradient[..., None]
     if rng.random() < 0.3:
         image = _blur(image, rng.uniform(0.4, 0.7))
     image = image + rng.normal(0, rng.uniform(0.01, 0.04), image.shape)
-    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), mask
+
+    ground = _ground_depth(height, width).astype(np.float32)
+    layers = tuple(Layer(k + 1, inside, d) for k, inside, d in zip(objects, shapes, _object_depths(depth_rng, shapes, ground)))
+    depth = ground.copy()
+    for layer in layers:
+        depth[layer.shape] = layer.depth
+    image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    return Scene(image=image, mask=mask, depth=depth, layers=layers, ground=ground)
+
+
+def generate_sample(rng: np.random.Generator, height: int, width: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """One (image HxWx3 uint8, mask HxW uint8) pair: generate_scene without its depth."""
+    scene = generate_scene(rng, height, width, num_classes)
+    return scene.image, scene.mask
 
 
 def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -192,20 +272,22 @@ def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def generate(dest: Path, *, seed: int, sizes: dict[str, int], height: int, width: int, num_classes: int) -> None:
-    """Write `dest/<split>/{images,masks}/NNNNN.png` and `dest/classes.json`."""
+    """Write `dest/<split>/{images,masks}/NNNNN.png`, `dest/<split>/depths/NNNNN.npy` and `dest/classes.json`."""
     names = class_names(num_classes)
     for split, count in sizes.items():
-        for sub in ("images", "masks"):
+        for sub in ("images", "masks", "depths"):
             (dest / split / sub).mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            image, mask = generate_sample(sample_rng(seed, split, i), height, width, num_classes)
-            Image.fromarray(image).save(dest / split / "images" / f"{i:05d}.png", compress_level=1)
-            Image.fromarray(mask).save(dest / split / "masks" / f"{i:05d}.png", compress_level=1)
+            scene = generate_scene(sample_rng(seed, split, i), height, width, num_classes)
+            Image.fromarray(scene.image).save(dest / split / "images" / f"{i:05d}.png", compress_level=1)
+            Image.fromarray(scene.mask).save(dest / split / "masks" / f"{i:05d}.png", compress_level=1)
+            np.save(dest / split / "depths" / f"{i:05d}.npy", scene.depth, allow_pickle=False)
     (dest / "classes.json").write_text(json.dumps(names) + "\n")
 
 
 class SyntheticSource:
-    layout = "synthetic: <split>/images/*.png + <split>/masks/*.png and classes.json (written by the download stage)"
+    layout = ("synthetic: <split>/images/*.png + <split>/masks/*.png (+ <split>/depths/*.npy) and classes.json "
+              "(written by the download stage)")
 
     def generate(self, params, dest: Path) -> None:
         cfg = params.data.synthetic
@@ -217,11 +299,15 @@ class SyntheticSource:
         if not classes_file.is_file():
             raise DataError(f"{classes_file}: missing; the download stage did not finish (run dvc repro)")
         names = tuple(json.loads(classes_file.read_text()))
+        # raw folders generated before depth existed have no depths/: they read without depth
+        has_depth = (root / "train" / "depths").is_dir()
         splits = {}
         for split in SPLITS:
             images = sorted((root / split / "images").glob("*.png"))
-            splits[split] = [Sample(p, root / split / "masks" / p.name) for p in images]
-        return RawDataset(class_names=names, splits=splits, decode_mask=read_index_mask)
+            splits[split] = [Sample(p, root / split / "masks" / p.name,
+                                    root / split / "depths" / f"{p.stem}.npy" if has_depth else None) for p in images]
+        return RawDataset(class_names=names, splits=splits, decode_mask=read_index_mask,
+                          decode_depth=read_depth if has_depth else None)
 
 
 SOURCES.add("synthetic", SyntheticSource())
