@@ -84,9 +84,11 @@ class Handler(BaseHTTPRequestHandler):
         if action == "drop":  # half the body, then hang up
             payload = payload[: len(payload) // 2]
             self.close_connection = True
+        # Logged before the write: once the client has every byte it may read the log, and this
+        # thread may not have run another line by then.
+        entry["sent"] = len(payload)
         self.wfile.write(payload)
         self.wfile.flush()
-        entry["sent"] = len(payload)
 
 
 @pytest.fixture
