@@ -171,7 +171,7 @@ def summary_table(metrics: list[ModelMetrics]) -> pd.DataFrame:
         for label, key in latency_settings([m], "cpu"):
             if key != "latency_cpu_ms":
                 row[f"latency_cpu_{label.split()[0]}_ms"] = m.get("profile", key)
-        if any(isinstance(m.eval.get(key), (int, float)) for key in ("depth_rmse",)):
+        if not math.isnan(m.get("eval", "depth_rmse")):
             row.update({column: m.get(part, key) for column, part, key, _ in DEPTH_SUMMARY})
         rows.append(row)
     df = pd.DataFrame(rows)

@@ -134,7 +134,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
     memory_format = torch.channels_last if channels_last else torch.preserve_format
     model.train()
     total_loss, images, step_time, data_wait = 0.0, 0, 0.0, 0.0
-    parts = np.zeros(2)  # seg_depth: mask and depth terms
+    parts, with_depth = np.zeros(2), False  # seg_depth: mask and depth terms
     tick = time.perf_counter()
     for step, (x, y, *depth) in enumerate(_progress(loader, f"epoch {epoch}", len(loader)), start=1):
         x = x.to(device, non_blocking=True, memory_format=memory_format)
@@ -146,6 +146,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
         if depth:  # outside autocast: losses compute in float32
             loss, mask_term, depth_term = loss_fn.parts(output, y, depth[0].to(device, non_blocking=True))
             parts += [mask_term.item(), depth_term.item()]
+            with_depth = True
         else:
             loss = loss_fn(output, y)
         if not torch.isfinite(loss):
@@ -165,7 +166,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, op
         tick = time.perf_counter()
         step_time += tick - start
     batches = max(1, len(loader))
-    mask_loss, depth_loss = (parts / batches).tolist() if parts.any() else (float("nan"), float("nan"))
+    mask_loss, depth_loss = (parts / batches).tolist() if with_depth else (float("nan"), float("nan"))
     return EpochStats(total_loss / batches, images, step_time, data_wait, mask_loss, depth_loss)
 
 

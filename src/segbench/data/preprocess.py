@@ -85,14 +85,10 @@ def _resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int], res
     return _resize(image, size, interp), _resize(mask.astype(np.uint8), size, cv2.INTER_NEAREST)
 
 
-def load_pair(sample: Sample, raw: RawDataset, size: tuple[int, int], resize: str, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decode, validate and resize one sample. Every problem is a one-line DataError naming the file."""
-    return _resize_pair(*decode_pair(sample, raw, ignore_index), size, resize)
-
-
 def load_sample(sample: Sample, raw: RawDataset, size: tuple[int, int], resize: str, ignore_index: int,
                 with_depth: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """load_pair, plus the sample's depth map (checked against the image's own size) when `with_depth`."""
+    """Decode, validate and resize one sample, plus its depth map (checked against the image's own size)
+    when `with_depth`. Every problem is a one-line DataError naming the file."""
     image, mask = decode_pair(sample, raw, ignore_index)
     depth = load_depth(sample, raw, image.shape[:2], size) if with_depth else None
     return (*_resize_pair(image, mask, size, resize), depth)

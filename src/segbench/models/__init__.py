@@ -18,13 +18,11 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ..config import TASKS
 from ..errors import ConfigError
 from ..registry import Registry
 from ..schema import parse, to_dict
 from .multitask import DEPTH_DECODERS, DepthHead, set_depth_statistics  # noqa: F401  (re-exported)
-
-
-TASKS = ("segmentation", "seg_depth")
 
 
 @dataclass(frozen=True)
