@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader, Subset
 from segbench.config import AugmentConfig, params_from_dict
 from segbench.data.dataset import SegmentationCache
 from segbench.data.preprocess import preprocess
-from segbench.losses import build_loss
+from segbench.engine import train_one_epoch
+from segbench.losses import Criterion, Term, build_loss
 from segbench.models import build_model
-from segbench.train import train_one_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ def main() -> int:
             torch.manual_seed(0)
             model = build_model("unet", len(data.class_names))
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-            loss = build_loss("cross_entropy", data.manifest["ignore_index"])
+            loss = Criterion({"mask": Term(build_loss("cross_entropy", data.manifest["ignore_index"]))})
             stats = train_one_epoch(model, loader, loss, optimizer, torch.device("cpu"), 1)
             share = stats.data_wait_s / (stats.data_wait_s + stats.step_time_s)
             print(f"{'on' if augment else 'off':>8} {stats.step_time_s:>8.2f} {stats.data_wait_s:>8.3f} {100 * share:>6.2f}%")

@@ -26,9 +26,10 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from segbench.distributed import usable_cores
-from segbench.losses import build_loss
+from segbench.engine import train_one_epoch
+from segbench.losses import Criterion, Term, build_loss
 from segbench.models import build_model
-from segbench.train import Precision, train_one_epoch
+from segbench.runtime import Precision
 
 
 def free_port() -> int:
@@ -62,7 +63,7 @@ def worker(rank: int, world: int, port: int, args, results) -> None:
     data = dataset(args)
     sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=0)
     loader = DataLoader(data, batch_size=args.batch // world, sampler=sampler, drop_last=True)
-    loss_fn = build_loss("cross_entropy", 255)
+    loss_fn = Criterion({"mask": Term(build_loss("cross_entropy", 255))})
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     device = torch.device("cpu")
 
@@ -111,7 +112,7 @@ def run_cuda(args, amp: bool) -> dict:
     model = build_model(args.arch, args.classes, base_channels=args.base_channels).to(device)
     data = dataset(args)
     loader = DataLoader(data, batch_size=args.batch, shuffle=True, drop_last=True)
-    loss_fn = build_loss("cross_entropy", 255).to(device)
+    loss_fn = Criterion({"mask": Term(build_loss("cross_entropy", 255))}).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     precision = Precision("cuda", torch.bfloat16 if amp else None)
     times = []

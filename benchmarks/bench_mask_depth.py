@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from scratch import scratch_repo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 def table(dest: Path, models: list[str]) -> list[dict]:
     rows = []
     for name in models:
-        read = lambda part: json.loads((dest / "metrics" / name / f"{part}.json").read_text())  # noqa: E731
+        read = lambda part, name=name: json.loads((dest / "metrics" / name / f"{part}.json").read_text())  # noqa: E731
         ev, train, prof = read("eval"), read("train"), read("profile")
         rows.append({"model": name, "params_m": prof["params"] / 1e6, "depth_rmse": ev["depth_rmse"],
                      "mean_rmse": ev["depth_rmse_mean_baseline"], "x_better": ev["depth_rmse_vs_mean_baseline"],

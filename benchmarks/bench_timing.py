@@ -72,7 +72,8 @@ def main() -> None:
             single[name].append(torch_timer_per_call_median_ms(model, size, args.threads))
     print(f"CPU latency, batch 1, {size[0]}x{size[1]}, {args.threads} threads, {args.repeats} alternating repeats "
           f"({time.perf_counter() - started:.0f} s)")
-    print(f"| model | segbench median ms | torch Timer median ms | ratio segbench/Timer | Timer single-call median ms | ratio segbench/single-call | segbench CV over {args.repeats} runs | Timer CV over {args.repeats} runs |")
+    print("| model | segbench median ms | torch Timer median ms | ratio segbench/Timer | Timer single-call median ms | "
+          f"ratio segbench/single-call | segbench CV over {args.repeats} runs | Timer CV over {args.repeats} runs |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in models:
         a, b, c = (statistics.median(v[name]) for v in (ours, theirs, single))

@@ -3,7 +3,7 @@
     python benchmarks/bench_train_overhead.py [--epochs 4] [--images 96] [--size 64 64] [--batch 8]
 
 Same model architecture and initial weights, same data and DataLoader settings, batch size,
-loss, optimizer and thread count; epochs of segbench.train.train_one_epoch and of a bare
+loss, optimizer and thread count; epochs of segbench.engine.train_one_epoch and of a bare
 loop alternate in one process. Prints images/s of each (wall time of whole epochs) and the
 ratio segbench / bare (target: >= 0.97). A PyTorch Lightning row is added only if
 `lightning` is importable. Asserts nothing.
@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from segbench.losses import build_loss
+from segbench.engine import train_one_epoch
+from segbench.losses import Criterion, Term, build_loss
 from segbench.models import build_model
-from segbench.train import train_one_epoch
 
 
 def make_loader(args) -> DataLoader:
@@ -36,7 +36,7 @@ def bare_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimiz
     model.train()
     images = 0
     for x, y in loader:
-        loss = loss_fn(model(x), y)
+        loss = loss_fn(model(x)["out"], y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -63,7 +63,7 @@ def lightning_runner(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, l
 
         def training_step(self, batch, _):
             x, y = batch
-            return loss_fn(self.net(x), y)
+            return loss_fn(self.net(x)["out"], y)
 
         def configure_optimizers(self):
             return torch.optim.Adam(self.net.parameters(), lr=lr)
@@ -102,7 +102,8 @@ def main() -> None:
     ours_opt = torch.optim.Adam(ours_model.parameters(), lr=args.lr)
     bare_opt = torch.optim.Adam(bare_model.parameters(), lr=args.lr)
     runners = {
-        "segbench train_one_epoch": lambda: train_one_epoch(ours_model, loader, loss_fn, ours_opt, device, 0).images,
+        "segbench train_one_epoch": lambda: train_one_epoch(ours_model, loader, Criterion({"mask": Term(loss_fn)}), ours_opt,
+                                                            device, 0).images,
         "bare PyTorch loop": lambda: bare_epoch(bare_model, loader, loss_fn, bare_opt),
     }
     lightning = lightning_runner(copy.deepcopy(base), loader, loss_fn, args.lr)

@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-import yaml
-
 from scratch import scratch_repo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -286,8 +284,8 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="segbench-faults-"))
     root.mkdir(parents=True, exist_ok=True)
     template = make_template(root, args.epochs)
-    resume_support = "resume_path_for" in (REPO / "src/segbench/train.py").read_text()
-    print(f"workspace copies under {root}; train resume support in src/segbench/train.py: "
+    resume_support = "resume_path_for" in (REPO / "src/segbench/engine.py").read_text()
+    print(f"workspace copies under {root}; train resume support in src/segbench/engine.py: "
           f"{'yes' if resume_support else 'no'}", flush=True)
 
     ref_dir = root / "reference"

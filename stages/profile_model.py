@@ -1,4 +1,5 @@
-"""DVC stage `profile@<model>`: python stages/profile_model.py MODEL (not profile.py: that name would shadow the standard library module) (see segbench.cli.cmd_profile)."""
+"""DVC stage `profile@<model>`: python stages/profile_model.py MODEL (see segbench.cli.cmd_profile).
+Not profile.py: that name would shadow the standard library's module."""
 import sys
 
 from segbench.cli import main

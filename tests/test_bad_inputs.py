@@ -22,9 +22,9 @@ from typing import Callable, Optional
 
 import numpy as np
 import pytest
+from conftest import TINY_PARAMS, run, segbench, write_params
 from PIL import Image
 
-from conftest import TINY_PARAMS, run, segbench, write_params
 from segbench.cli import main
 
 # --- the workspace every case starts from --------------------------------------------------
@@ -131,8 +131,9 @@ def save_mask(rel: str, mask: np.ndarray) -> Callable[[Path], None]:
 
 
 def truncated_checkpoint(root: Path) -> None:
-    from segbench.io import save_torch
     import torch
+
+    from segbench.io import save_torch
 
     path = root / "data/checkpoints/unet.pt"
     save_torch(path, {"format": 1, "arch": "unet", "state_dict": {"w": torch.zeros(4096)}})
@@ -171,7 +172,8 @@ CASES: dict[str, Case] = {
                        put("train", "batch_size", "eight")),
     "out-of-range value": Case(["check"], ["evaluate.samples", "1000", "out of range", "<= 64"],
                                put("evaluate", "samples", 1000)),
-    "unknown arch": Case(["plot"], ["models.unet.arch", "'unet3'", "valid:", "unet_lean"], put("models", "unet", "arch", "unet3")),
+    "unknown arch": Case(["plot"], ["models.unet.arch", "'unet3'", "valid:", "unet_lean"],
+                         put("models", "unet", "arch", "unet3")),
     "unknown loss": Case(["check"], ["train.loss", "'dice_ce'", "ce_dice"], put("train", "loss", "dice_ce")),
     "unknown optimiser": Case(["check"], ["train.optimizer", "'rmsprop'", "adamw"], put("train", "optimizer", "rmsprop")),
     "unknown scheduler": Case(["check"], ["train.scheduler", "'linear'", "onecycle"], put("train", "scheduler", "linear")),

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, TINY_PARAMS, run
 from fake_run import MODELS, fake_run
+
 from segbench.cli import main
 
 pytestmark = pytest.mark.integration

@@ -4,8 +4,6 @@ from __future__ import annotations
 import copy
 import json
 
-import yaml
-
 from conftest import TINY_PARAMS, run, write_params
 from test_preprocess import CAMVID, needs_camvid
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import REPO, TINY_PARAMS, run
 
 import segbench.cli as cli
-from conftest import REPO, TINY_PARAMS, run
 from segbench.config import params_from_dict
 from segbench.data.preprocess import preprocess
 from segbench.data.sources.synthetic import generate
@@ -96,7 +96,7 @@ def restore_threads():
 
 
 def test_two_processes_match_one_with_the_same_global_batch(ddp_workspace, nobn_registered):
-    from segbench.train import train
+    from segbench.engine import train
 
     raw = ddp_params("unet_nobn")
     (ddp_workspace / "params.yaml").write_text(yaml.safe_dump(raw))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_PARAMS
 from PIL import Image
 
-from conftest import TINY_PARAMS
 from segbench.config import AugmentConfig, params_from_dict
 from segbench.data.dataset import SegmentationCache
 from segbench.data.preprocess import preprocess
@@ -199,7 +199,8 @@ def make_depth_folder(root: Path, stems: list[str], depth_format: dict[str, str]
         (root / sub).mkdir(parents=True, exist_ok=True)
     truth = {}
     for i, stem in enumerate(stems):
-        Image.fromarray(np.random.default_rng(i).integers(0, 256, (*size, 3), dtype=np.uint8)).save(root / "images" / f"{stem}.png")
+        pixels = np.random.default_rng(i).integers(0, 256, (*size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / f"{stem}.png")
         Image.fromarray(blocky(10 + i, 3, size=size).astype(np.uint8)).save(root / "masks" / f"{stem}.png")
         mm = blocky(20 + i, 9000, size=size).astype(np.uint16)
         mm[0, :] = 0  # a row with no depth

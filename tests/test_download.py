@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TINY_PARAMS, segbench
+
 from segbench.config import params_from_dict
 from segbench.data.archive import extract
 from segbench.data.download import download, downloads_dir

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from segbench.errors import DataError
-from segbench.evaluate import confusion_plot_csv, evaluate_checkpoint, resolve_split
+from segbench.evaluate import evaluate_checkpoint, resolve_split
 from segbench.metrics import ConfusionMatrix, ScoreHistogram, average_precision_from_counts
+from segbench.model_figures import confusion_figure, confusion_plot_csv, predictions_figure
 
 PNG = b"\x89PNG\r\n\x1a\n"
 IGNORE = 255
@@ -206,8 +207,8 @@ def test_library_evaluation_falls_back_to_val_and_draws_figures(tiny_repo, tmp_p
     assert result.samples.images.dtype == np.uint8 and result.samples.images.shape == (6, 32, 32, 3)
     raw = np.load(cache / "val_images.npy")[:6]
     assert np.abs(result.samples.images.astype(int) - raw).max() <= 1  # un-normalised back to the input
-    fig = result.predictions_figure()
+    fig = predictions_figure(result.samples, result.class_names)
     assert len(fig.axes) == 6 * 4
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[:4] == result.class_names and "wrong" in legend
-    assert len(result.confusion_figure().axes) == 2  # the matrix and its colour bar
+    assert len(confusion_figure(result.confusion.matrix.numpy(), result.class_names).axes) == 2  # matrix + colour bar

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, REPO_FILES, TINY_PARAMS, run, write_params
 
 pytestmark = pytest.mark.integration

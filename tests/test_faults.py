@@ -25,11 +25,11 @@ import numpy as np
 import psutil
 import pytest
 import torch
+from conftest import BIN, REPO, TINY_PARAMS, run, write_params
 
 import segbench.cli as cli
 import segbench.fsutil as fsutil
 import segbench.io as sio
-from conftest import BIN, REPO, TINY_PARAMS, run, write_params
 from segbench.errors import OutputError, ResourceError, TrainingError, explain
 
 # --- a full disk -----------------------------------------------------------------------------
@@ -38,7 +38,7 @@ from segbench.errors import OutputError, ResourceError, TrainingError, explain
 class _Limited:
     """A writable file that takes `budget` more bytes, then fails like a full disk."""
 
-    def __init__(self, fh, disk: "DiskFull") -> None:
+    def __init__(self, fh, disk: DiskFull) -> None:
         self._fh, self._disk = fh, disk
 
     def write(self, data) -> int:
@@ -219,11 +219,20 @@ def test_full_disk_writing_a_checkpoint_from_the_cli(prepared, monkeypatch, caps
 def test_non_finite_loss_stops_with_advice():
     from torch.utils.data import DataLoader, TensorDataset
 
-    from segbench.train import train_one_epoch
+    from segbench.engine import train_one_epoch
+    from segbench.losses import Criterion, Term
 
-    model = torch.nn.Conv2d(3, 2, 1)
+    class Model(torch.nn.Conv2d):
+        def forward(self, x):
+            return {"out": super().forward(x)}
+
+    class Exploding(torch.nn.Module):
+        def forward(self, logits, target):
+            return logits.sum() * float("inf")
+
+    model = Model(3, 2, 1)
     data = DataLoader(TensorDataset(torch.randn(4, 3, 8, 8), torch.zeros(4, 8, 8, dtype=torch.long)), batch_size=2)
-    exploding = lambda logits, target: logits.sum() * float("inf")  # noqa: E731
+    exploding = Criterion({"mask": Term(Exploding())})
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(TrainingError) as info:
         train_one_epoch(model, data, exploding, optimizer, torch.device("cpu"), epoch=3)

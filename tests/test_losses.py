@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import TINY_PARAMS
+
 from segbench.config import params_from_dict
 from segbench.errors import ConfigError
 from segbench.losses import LOSSES, build_loss, class_weights_from_manifest

@@ -73,13 +73,15 @@ def test_eval_logits_match_any_input_size(arch, options):
     model = build_model(arch, NUM_CLASSES, **options).eval()
     with torch.no_grad():
         for h, w in [(33, 47), (97, 131), (8, 9)]:
-            assert model(torch.randn(1, 3, h, w)).shape == (1, NUM_CLASSES, h, w)
+            assert model(torch.randn(1, 3, h, w))["out"].shape == (1, NUM_CLASSES, h, w)
 
 
 @pytest.mark.parametrize(("arch", "options"), CASES, ids=CASE_IDS)
 def test_training_step_reaches_every_trainable_parameter(arch, options):
     model = build_model(arch, NUM_CLASSES, **options).train()
-    logits = model(torch.randn(2, 3, 33, 47))
+    outputs = model(torch.randn(2, 3, 33, 47))
+    assert set(outputs) == {"out"}  # named outputs, as torchvision's segmentation models return
+    logits = outputs["out"]
     assert logits.shape == (2, NUM_CLASSES, 33, 47)
     params = trainable(model)
     if not params:  # prior_baseline: fitted, never stepped
@@ -154,7 +156,7 @@ def fitted_prior(grid_size=(2, 3)) -> nn.Module:
 
 def test_prior_predicts_each_pixels_training_majority():
     model = fitted_prior()
-    logits = model(torch.randn(2, 3, 2, 3))
+    logits = model(torch.randn(2, 3, 2, 3))["out"]
     assert logits.shape == (2, 3, 2, 3)
     assert torch.equal(logits.argmax(1), MAJORITY.expand(2, -1, -1))
     assert torch.allclose(logits.exp().sum(1), torch.ones(2, 2, 3))
@@ -168,8 +170,8 @@ def test_prior_has_no_trainable_parameters_and_round_trips_its_state():
     fresh = build_model("prior_baseline", 3, grid_size=[4, 6])
     fresh.load_state_dict(model.state_dict())
     x = torch.zeros(1, 3, 33, 47)
-    assert torch.equal(fresh(x), model(x))
-    assert fresh(x).shape == (1, 3, 33, 47)
+    assert torch.equal(fresh(x)["out"], model(x)["out"])
+    assert fresh(x)["out"].shape == (1, 3, 33, 47)
 
 
 def test_prior_rejects_labels_that_are_not_classes():

@@ -58,17 +58,17 @@ def test_seg_depth_returns_logits_and_one_channel_depth_at_input_size(arch, mode
     with torch.no_grad():
         for h, w in SIZES:
             out = model(torch.randn(2, 3, h, w))
-            assert isinstance(out, tuple) and len(out) == 2
-            logits, depth = out
+            assert isinstance(out, dict) and set(out) == {"out", "depth"}
+            logits, depth = out["out"], out["depth"]
             assert logits.shape == (2, NUM_CLASSES, h, w)
             assert depth.shape == (2, 1, h, w) and depth.dtype == torch.float32
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_segmentation_task_still_returns_a_plain_tensor_without_depth_weights(arch):
+def test_segmentation_task_returns_only_logits_without_depth_weights(arch):
     model = build(arch, None).eval()
     out = model(torch.randn(2, 3, 32, 32))
-    assert isinstance(out, torch.Tensor) and out.shape == (2, NUM_CLASSES, 32, 32)
+    assert set(out) == {"out"} and out["out"].shape == (2, NUM_CLASSES, 32, 32)
     assert not any(isinstance(m, DepthHead) for m in model.modules())
     assert not [k for k in model.state_dict() if k.startswith("depth")]
 
@@ -81,14 +81,14 @@ def test_depth_branch_leaves_the_segmentation_weights_of_a_seed_unchanged(arch, 
     both = build(arch, mode).eval()
     x = torch.randn(2, 3, 37, 45)
     with torch.no_grad():
-        assert torch.equal(seg_only(x), both(x)[0])
+        assert torch.equal(seg_only(x)["out"], both(x)["out"])
 
 
 @pytest.mark.parametrize(("arch", "mode"), CASES)
 def test_depth_loss_alone_trains_the_encoder_and_only_the_decoder_it_reads(arch, mode):
     _, encoder, decoder, head = ARCHS[arch]
     model = build(arch, mode).train()
-    _, depth = model(torch.randn(2, 3, 37, 45))
+    depth = model(torch.randn(2, 3, 37, 45))["depth"]
     depth.square().mean().backward()
     assert all(grads_by_part(model, encoder))
     assert all(grads_by_part(model, ("depth.",)))
@@ -113,9 +113,9 @@ def test_depth_statistics_scale_and_shift_the_normalised_output(arch, mode):
     model = build(arch, mode).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        z = model(x)[1]
+        z = model(x)["depth"]
         set_depth_statistics(model, mean=5.0, std=2.0)
-        depth = model(x)[1]
+        depth = model(x)["depth"]
     assert torch.allclose(depth, 5.0 + 2.0 * z, atol=1e-5)
     state = model.state_dict()
     assert state["depth.head.mean"].item() == 5.0 and state["depth.head.std"].item() == 2.0
@@ -123,7 +123,7 @@ def test_depth_statistics_scale_and_shift_the_normalised_output(arch, mode):
     fresh = build(arch, mode).eval()
     fresh.load_state_dict(state)
     with torch.no_grad():
-        assert torch.equal(fresh(x)[1], depth)
+        assert torch.equal(fresh(x)["depth"], depth)
 
 
 def test_depth_head_starts_at_zero_mean_unit_std_and_rejects_bad_statistics():
@@ -138,7 +138,7 @@ def test_depth_head_starts_at_zero_mean_unit_std_and_rejects_bad_statistics():
 def test_depth_stays_float32_under_autocast():
     model = build("unet_lean", "shared").eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        _, depth = model(torch.randn(1, 3, 32, 32))
+        depth = model(torch.randn(1, 3, 32, 32))["depth"]
     assert depth.dtype == torch.float32
 
 
@@ -171,10 +171,10 @@ def test_resnet34_encoder_builds_and_runs(mode):
     assert len(model.encoder.layer3) == 6  # resnet18 has 2
     with torch.no_grad():
         out = model(torch.randn(1, 3, 37, 45))
-    logits = out if mode is None else out[0]
+    logits = out["out"]
     assert logits.shape == (1, NUM_CLASSES, 37, 45)
     if mode is not None:
-        assert out[1].shape == (1, 1, 37, 45)
+        assert out["depth"].shape == (1, 1, 37, 45)
 
 
 def test_bad_encoder_is_a_config_error_naming_the_choices():

@@ -2,7 +2,6 @@
 import copy
 
 import pytest
-
 from conftest import TINY_PARAMS, segbench, write_params
 
 CASES = {
@@ -76,6 +75,7 @@ def test_valid_params_pass(tmp_path):
 
 def test_shipped_params_files_are_valid():
     from conftest import REPO
+
     from segbench.config import load_params
 
     default = load_params(REPO / "params.yaml")

@@ -8,7 +8,6 @@ import re
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import run
 
 pytestmark = pytest.mark.integration

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, TINY_PARAMS, run, write_params
 from PIL import Image
 
 from segbench.config import AugmentConfig, params_from_dict
@@ -15,10 +16,9 @@ from segbench.data.dataset import SegmentationCache, build_augmentation
 from segbench.data.preprocess import preprocess
 from segbench.errors import DataError
 
-from conftest import REPO, TINY_PARAMS, run, write_params
-
 CAMVID = Path(os.environ.get("SEGBENCH_CAMVID", REPO.parent / "shared" / "datasets" / "camvid"))
-needs_camvid = pytest.mark.skipif(not (CAMVID / "trainannot").is_dir(), reason=f"CamVid not found at {CAMVID} (set SEGBENCH_CAMVID)")
+needs_camvid = pytest.mark.skipif(not (CAMVID / "trainannot").is_dir(),
+                                  reason=f"CamVid not found at {CAMVID} (set SEGBENCH_CAMVID)")
 
 
 def camvid_params(root: Path, **data) -> object:

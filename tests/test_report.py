@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from fake_run import fake_metrics, fake_run, write_json
+
 from segbench import report, report_figures
 from segbench.cli import main
 from segbench.errors import DataError

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import BIN, TINY_PARAMS, write_params
 
 import segbench.cli as cli
-import segbench.train as train_module
-from conftest import BIN, TINY_PARAMS, write_params
+import segbench.engine as train_module
 
 TIMES = ("train_time_s", "time_per_epoch_s", "images_per_s", "data_wait_fraction")
 EPOCHS = 5
@@ -178,9 +178,7 @@ def test_a_run_that_stopped_early_stays_stopped_when_resumed(prepared, monkeypat
     write_params(prepared / "params.yaml", resume_params(patience=1))
     scores = iter([0.5, 0.4, 0.9, 0.9, 0.9])  # no better epoch 2: stop there (epoch 3 would improve)
     monkeypatch.setattr(train_module, "run_evaluation",
-                        lambda *a, **k: SimpleNamespace(scores=SimpleNamespace(miou=next(scores)), loss=0.1,
-                                                        depth_scores=None, mask_loss=float("nan"),
-                                                        depth_loss=float("nan")))
+                        lambda *a, **k: SimpleNamespace(scores={"miou": next(scores)}, losses={"loss": 0.1}))
     with monkeypatch.context() as patch:
         patch.setattr(train_module, "save_checkpoint", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
         assert cli.main(["train", "unet"]) == 130

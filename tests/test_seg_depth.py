@@ -9,15 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import TINY_PARAMS, run, write_params
+
 from segbench.config import params_from_dict
 from segbench.errors import ConfigError
-from segbench.evaluate import depth_baseline_report, mean_depth_baseline
-from segbench.losses import DepthLoss, SegDepthLoss, build_loss
+from segbench.losses import Criterion, DepthLoss, Term, build_loss
 from segbench.metrics import DepthErrors
 from segbench.report import ModelMetrics, depth_tradeoff_table, summary_table
-
+from segbench.tasks import depth_baseline_report, mean_depth_baseline
 
 # --- metrics: closed forms ------------------------------------------------------------------------
 
@@ -80,7 +79,7 @@ def test_mean_depth_baseline_is_the_std_of_the_split_when_its_mean_is_used():
     valid = depths[depths > 0].astype(np.float64)
     baseline = mean_depth_baseline(depths, float(valid.mean()))
     assert baseline.rmse == pytest.approx(valid.std(), rel=1e-5)
-    report = depth_baseline_report(scores_of(valid * 1.1, valid), baseline)
+    report = depth_baseline_report(scores_of(valid * 1.1, valid).rmse, baseline)
     assert report["depth_rmse_vs_mean_baseline"] == pytest.approx(valid.std() / math.sqrt(np.mean((0.1 * valid) ** 2)), rel=1e-5)
 
 
@@ -105,8 +104,9 @@ def test_seg_depth_loss_weights_the_depth_term():
     depth_truth = torch.rand(2, 4, 4) * 5 + 1
     depth_pred = torch.rand(2, 1, 4, 4) * 5 + 1
     ce = build_loss("cross_entropy")
-    loss = SegDepthLoss(ce, DepthLoss("l1"), weight=0.25)
-    total, seg, dep = loss.parts((logits, depth_pred), mask, depth_truth)
+    loss = Criterion({"mask": Term(ce, "out", "mask"), "depth": Term(DepthLoss("l1"), "depth", "depth", 0.25)})
+    terms = loss({"out": logits, "depth": depth_pred}, {"mask": mask, "depth": depth_truth})
+    total, seg, dep = terms["loss"], terms["mask"], terms["depth"]
     assert seg.item() == pytest.approx(ce(logits, mask).item())
     assert dep.item() == pytest.approx((depth_pred[:, 0] - depth_truth).abs().mean().item(), rel=1e-6)
     assert total.item() == pytest.approx(seg.item() + 0.25 * dep.item())

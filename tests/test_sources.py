@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_PARAMS
 from PIL import Image
 
-from conftest import TINY_PARAMS
 from segbench.config import params_from_dict
 from segbench.data.sources import SOURCES
 from segbench.data.sources.cityscapes_pairs import CATEGORIES, TRAIN_CLASSES, cityscapes_palette
@@ -178,7 +178,7 @@ def test_cityscapes_pairs_maps_noisy_colours_to_classes(tmp_path, grouping):
     for sample in raw.splits["train"] + raw.splits["val"]:
         names = truth[sample.image.stem]
         pick = 0 if grouping == "categories" else 1
-        expected = np.vectorize(lambda n: 255 if CS_TRUTH[n][pick] is None else CS_TRUTH[n][pick])(names)
+        expected = np.vectorize(lambda n, pick=pick: 255 if CS_TRUTH[n][pick] is None else CS_TRUTH[n][pick])(names)
         mask = raw.decode_mask(sample.mask)
         assert mask.dtype == np.uint8 and mask.shape == (H, W)
         assert np.array_equal(mask, expected.astype(np.uint8))

@@ -4,15 +4,16 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
-import segbench.train as train_module
 from conftest import TINY_PARAMS
+
+import segbench.engine as train_module
 from segbench.config import TrainConfig, params_from_dict
 from segbench.data.preprocess import preprocess
 from segbench.data.sources.synthetic import generate
+from segbench.engine import train
 from segbench.errors import ConfigError, TrainingError
 from segbench.optim import build_scheduler
-from segbench.train import EarlyStopping, train
+from segbench.state import Progress
 
 
 def tiny_params(**train_overrides):
@@ -54,8 +55,7 @@ def scripted_validation(monkeypatch, mious):
     script = iter(mious)
 
     def fake(*args, **kwargs):
-        return SimpleNamespace(scores=SimpleNamespace(miou=next(script)), loss=0.1, depth_scores=None,
-                               mask_loss=float("nan"), depth_loss=float("nan"))
+        return SimpleNamespace(scores={"miou": next(script)}, losses={"loss": 0.1})
 
     monkeypatch.setattr(train_module, "run_evaluation", fake)
 
@@ -89,10 +89,18 @@ def test_running_out_of_patience_on_the_last_epoch_is_not_early(cache, monkeypat
     assert result.metrics["stopped_early"] == 0 and result.metrics["epochs"] == 2
 
 
+def stops(patience: int, improvements, last_epoch: int = 100) -> list[bool]:
+    progress, seen = Progress(), []
+    for epoch, improved in enumerate(improvements, start=1):
+        progress.record({"epoch": epoch}, improved, None, patience, last_epoch)
+        seen.append(progress.stopped_early)
+    return seen
+
+
 def test_early_stopping_counter():
-    stopper = EarlyStopping(2)
-    assert [stopper.update(x) for x in (True, False, True, False, False)] == [False, False, False, False, True]
-    assert not any(EarlyStopping(0).update(False) for _ in range(10))
+    assert stops(2, (True, False, True, False, False)) == [False, False, False, False, True]
+    assert not any(stops(0, [False] * 10))
+    assert stops(1, (True, False), last_epoch=2) == [False, False]  # the last epoch is no early stop
 
 
 def test_plateau_scheduler_gets_the_validation_miou(cache, monkeypatch):

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from .errors import DataError, SegbenchError
+from .errors import DataError, SegbenchError, first_line
 from .io import load_torch, save_torch, sha256_file
 from .models import build_model
 
@@ -37,7 +37,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
-        raise DataError(f"{path}: weights do not fit arch {ckpt['arch']!r} ({str(exc).splitlines()[0]}); re-run training") from None
+        raise DataError(f"{path}: weights do not fit arch {ckpt['arch']!r} ({first_line(exc)}); re-run training") from None
     return model, ckpt
 
 
@@ -45,7 +45,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
 # stopped and ends bit-identical to an uninterrupted one (CPU, same seed). They live beside the
 # stage output (data/checkpoints/<model>.resume.pt) but are not a DVC output: DVC deletes declared
 # outputs before it runs a stage, which would throw the progress away.
-RESUME_FORMAT = 1
+RESUME_FORMAT = 2  # 2: Progress keeps the best epoch as a history row (one copy of each field)
 # Fields of train: that change how fast training runs but not what it computes.
 _SPEED_ONLY = ("threads", "num_workers")
 
@@ -57,8 +57,8 @@ def resume_path_for(checkpoint_path: str | Path) -> Path:
 
 # The code that decides what training computes (the train stage's code deps and what they use to
 # parse params, validate and pick the best epoch): a resume continues that computation, not an edited one.
-_TRAINING_CODE = ("train.py", "losses.py", "optim.py", "metrics.py", "evaluate.py", "checkpoint.py", "distributed.py",
-                  "config.py", "schema.py", "models", "data/dataset.py")
+_TRAINING_CODE = ("engine.py", "state.py", "runtime.py", "tasks.py", "losses.py", "optim.py", "metrics.py", "evaluate.py",
+                  "checkpoint.py", "distributed.py", "config.py", "schema.py", "models", "data/dataset.py")
 
 
 def _source_digest() -> str:
@@ -77,7 +77,8 @@ def run_fingerprint(spec: Any, *, seed: int, augmentation: Any, manifest_path: s
     from .schema import to_dict
 
     train = {k: v for k, v in to_dict(spec.train).items() if k not in _SPEED_ONLY}
-    parts = {"format": RESUME_FORMAT, "task": getattr(spec, "task", "segmentation"), "arch": spec.arch, "options": spec.options, "train": train, "seed": seed,
+    parts = {"format": RESUME_FORMAT, "task": getattr(spec, "task", "segmentation"), "arch": spec.arch,
+             "options": spec.options, "train": train, "seed": seed,
              "augmentation": to_dict(augmentation) if spec.train.augment and augmentation is not None else None,
              "manifest": sha256_file(manifest_path), "world_size": world_size, "code": _source_digest()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

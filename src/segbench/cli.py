@@ -14,24 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import paths
 from .errors import SegbenchError
-
-RAW_DIR = Path("data/raw")
-PROCESSED_DIR = Path("data/processed")
-METRICS_DIR = Path("metrics")
-PLOTS_DIR = Path("plots")
-
-
-def checkpoint_path(model: str) -> Path:
-    return Path("data/checkpoints") / f"{model}.pt"
-
-
-def metrics_path(model: str, part: str) -> Path:
-    return METRICS_DIR / model / f"{part}.json"
-
-
-def train_log_dir(model: str) -> Path:
-    return PLOTS_DIR / model / "train_log"
 
 
 def _params(args):
@@ -49,46 +33,46 @@ def cmd_download(args) -> None:
     from .data.download import download
 
     params = _params(args)
-    record = download(params, RAW_DIR)
+    record = download(params, paths.RAW_DIR)
     if record is None:
-        print(f"generated the {params.data.dataset} dataset into {RAW_DIR}")
+        print(f"generated the {params.data.dataset} dataset into {paths.RAW_DIR}")
     elif "url" in record:
-        print(f"downloaded {record['url']} (sha256 ok), extracted {record['files']} files into {RAW_DIR}")
+        print(f"downloaded {record['url']} (sha256 ok), extracted {record['files']} files into {paths.RAW_DIR}")
     else:
         print(f"using {record['path']} in place ({record['files']} files, {record['bytes'] / 1e6:.1f} MB); "
-              f"fingerprint in {RAW_DIR / 'source.json'}")
+              f"fingerprint in {paths.RAW_DIR / 'source.json'}")
 
 
 def cmd_preprocess(args) -> None:
-    from .data.preprocess import preprocess
-
     import time
 
+    from .data.preprocess import preprocess
+
     start = time.perf_counter()
-    manifest = preprocess(_params(args), RAW_DIR, PROCESSED_DIR)
+    manifest = preprocess(_params(args), paths.RAW_DIR, paths.PROCESSED_DIR)
     made = " (val carved from train)" if manifest.get("val_from_train") else ""
     print(f"preprocessed {manifest['dataset']} {manifest['splits']}{made} at {manifest['image_size']} into "
-          f"{PROCESSED_DIR} in {time.perf_counter() - start:.1f} s")
+          f"{paths.PROCESSED_DIR} in {time.perf_counter() - start:.1f} s")
 
 
 def cmd_train(args) -> None:
     from .distributed import inside_torchrun, process_group, run_under_torchrun
-    from .train import train_and_save
+    from .engine import train_and_save
 
     params = _params(args)
     spec = params.model(args.model)
     if spec.train.launcher == "torchrun" and not inside_torchrun():
         from .data.dataset import load_manifest
 
-        load_manifest(PROCESSED_DIR)  # a missing cache is one line here, not one per rank
+        load_manifest(paths.PROCESSED_DIR)  # a missing cache is one line here, not one per rank
         code = run_under_torchrun(spec.train.nproc, ["--params", args.params, "train", args.model])
         if code:
             raise SystemExit(code)
         return
     with process_group(spec.train.device) as dist:
-        metrics = train_and_save(spec, PROCESSED_DIR, checkpoint_path(args.model), seed=params.seed,
-                                 log_dir=train_log_dir(args.model), augmentation=params.augmentation,
-                                 metrics_path=metrics_path(args.model, "train"), dist=dist)
+        metrics = train_and_save(spec, paths.PROCESSED_DIR, paths.checkpoint_path(args.model), seed=params.seed,
+                                 log_dir=paths.train_log_dir(args.model), augmentation=params.augmentation,
+                                 metrics_path=paths.metrics_path(args.model, "train"), dist=dist)
     if dist.is_main:
         ranks = f" on {dist.world_size} processes" if dist.world_size > 1 else ""
         depth = f", depth RMSE {metrics['best_val_depth_rmse']:.3f} m" if "best_val_depth_rmse" in metrics else ""
@@ -97,20 +81,24 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluate import evaluate_checkpoint, save_figure
+    from . import model_figures as figures
+    from .evaluate import evaluate_checkpoint
     from .io import write_json, write_text
+    from .report_figures import save
 
     params = _params(args)
     params.model(args.model)
     cfg = params.evaluate
-    result = evaluate_checkpoint(checkpoint_path(args.model), PROCESSED_DIR, cfg.split, cfg.batch_size,
+    result = evaluate_checkpoint(paths.checkpoint_path(args.model), paths.PROCESSED_DIR, cfg.split, cfg.batch_size,
                                  params.train.device, samples=cfg.samples, ap_bins=cfg.ap_bins)
-    plots = PLOTS_DIR / args.model
-    write_json(metrics_path(args.model, "eval"), result.report)
-    write_text(plots / "confusion.csv", result.confusion_plot_csv())
-    write_text(plots / "confusion_matrix.csv", result.confusion_table_csv())
-    save_figure(result.confusion_figure(), plots / "confusion.png", params.plot.dpi)
-    save_figure(result.predictions_figure(), plots / "predictions.png", params.plot.dpi)
+    write_json(paths.metrics_path(args.model, "eval"), result.report)
+    matrix, names = result.confusion.matrix.numpy(), result.class_names
+    write_text(paths.confusion_csv(args.model), figures.confusion_plot_csv(matrix, names))
+    write_text(paths.confusion_matrix_csv(args.model), figures.confusion_table_csv(matrix, names))
+    save(figures.confusion_figure(matrix, names, f"confusion matrix ({result.split} split, row-normalised)"),
+         paths.confusion_png(args.model), params.plot.dpi)
+    save(figures.predictions_figure(result.samples, names, "first validation images"), paths.predictions_png(args.model),
+         params.plot.dpi)
     note = "" if result.split == cfg.split else f" (no {cfg.split} split in the data)"
     depth = ""
     if "depth_rmse" in result.report:
@@ -125,16 +113,17 @@ def cmd_profile(args) -> None:
     from .checkpoint import load_checkpoint
     from .io import write_json
     from .profile import profile
+    from .runtime import resolve_device
 
     params = _params(args)
     params.model(args.model)
     cfg = params.profile
-    model, ckpt = load_checkpoint(checkpoint_path(args.model))
+    model, ckpt = load_checkpoint(paths.checkpoint_path(args.model))
     result = profile(model, tuple(ckpt["image_size"]), input_sizes=cfg.input_sizes, batch_size=cfg.batch_size,
                      threads=cfg.threads, warmup=cfg.warmup, min_runs=cfg.min_runs, max_runs=cfg.max_runs,
-                     time_budget_s=cfg.time_budget_s, cuda={"auto": None, "cpu": False, "cuda": True}[cfg.device],
+                     time_budget_s=cfg.time_budget_s, cuda=resolve_device(cfg.device).type == "cuda",
                      amp_dtype=cfg.amp_dtype)
-    write_json(metrics_path(args.model, "profile"), result)
+    write_json(paths.metrics_path(args.model, "profile"), result)
     others = "".join(f", {key[len('latency_cpu_'):-3]} {value:.1f} ms ({result[key[:-3] + '_stop_reason']})"
                      for key, value in result.items() if re.fullmatch(r"latency_cpu_\d+x\d+_ms", key))
     print(f"{args.model}: {result['params']:,} params, {result['threads']} threads, CPU latency "
@@ -148,10 +137,11 @@ def cmd_plot(args) -> None:
 
     params = _params(args)
     models = list(params.models)
-    df = build_report(METRICS_DIR, PLOTS_DIR, models, dpi=params.plot.dpi, log_dirs={m: train_log_dir(m) for m in models})
+    df = build_report(paths.METRICS_DIR, paths.PLOTS_DIR, models, dpi=params.plot.dpi,
+                      log_dirs={m: paths.train_log_dir(m) for m in models})
     write_template()
     print(df[["pareto", "miou", "train_time_s", "latency_cpu_ms", "size_mb"]].to_string(float_format=lambda v: f"{v:.4g}"))
-    print(f"wrote {PLOTS_DIR}/summary.md and the report's plots; `dvc plots show` renders them offline")
+    print(f"wrote {paths.summary_md()} and the report's plots; `dvc plots show` renders them offline")
 
 
 def cmd_html_template(args) -> None:

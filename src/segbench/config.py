@@ -35,7 +35,10 @@ def _depth_loss_names() -> list[str]:
     return DEPTH_LOSSES.names()
 
 
-TASKS = ("segmentation", "seg_depth")
+def _task_names() -> list[str]:
+    from .tasks import TASKS
+
+    return TASKS.names()
 
 
 def _optimizer_names() -> list[str]:
@@ -254,7 +257,7 @@ class _Sections:
     """Everything in params.yaml but `models:` (which is parsed per architecture)."""
 
     seed: int = option(0, min=0, max=2**32 - 1)
-    task: str = option("segmentation", choices=TASKS)
+    task: str = option("segmentation", choices=_task_names)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
@@ -268,7 +271,8 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def _parse_models(raw: Any, shared_train: TrainConfig, task: str) -> dict[str, ModelSpec]:
-    from .models import depth_archs, validate_model_options
+    from .models import archs_for, model_entry, validate_model_options
+    from .tasks import get_task
 
     if not isinstance(raw, dict) or not raw:
         raise ConfigError("models: must be a non-empty mapping of model name -> {arch: ..., options}")
@@ -279,7 +283,8 @@ def _parse_models(raw: Any, shared_train: TrainConfig, task: str) -> dict[str, M
         if not isinstance(name, str) or not _MODEL_NAME.match(name):
             raise ConfigError(f"{key}: invalid model name; use letters, digits, '_', '-', '.' (it names files and DVC stages)")
         if name.lower() in seen:
-            raise ConfigError(f"{key}: duplicates models.{seen[name.lower()]} (names must differ in more than case: they name files)")
+            raise ConfigError(f"{key}: duplicates models.{seen[name.lower()]} "
+                              "(names must differ in more than case: they name files)")
         seen[name.lower()] = name
         if not isinstance(entry, dict):
             raise ConfigError(f"{key}: {entry!r} is not valid; expected a mapping with at least 'arch'")
@@ -289,11 +294,15 @@ def _parse_models(raw: Any, shared_train: TrainConfig, task: str) -> dict[str, M
         arch = entry.pop("arch")
         train = parse(TrainConfig, entry.pop("train", None), f"{key}.train", base=shared_train)
         options = validate_model_options(arch, entry, key)
-        if task == "seg_depth" and arch not in depth_archs():
-            raise ConfigError(f"{key}.arch: {arch} has no depth head, which task: seg_depth needs; "
-                              f"architectures with one: {', '.join(depth_archs())}")
-        if task != "seg_depth" and train.select == "depth_rmse":
-            raise ConfigError(f"{key}.train.select: depth_rmse needs task: seg_depth (task is {task}); use select: miou")
+        # Cross-registry checks (task x architecture, task x training settings) live here, above both.
+        if task not in model_entry(arch, key).tasks:
+            raise ConfigError(f"{key}.arch: {arch} has no {get_task(task).outputs[-1]} head, which task: {task} needs; "
+                              f"architectures with one: {', '.join(archs_for(task))}")
+        scores = get_task(task).scores
+        if train.select not in scores:
+            needs = [t for t in _task_names() if train.select in get_task(t).scores]
+            raise ConfigError(f"{key}.train.select: {train.select} needs task: {' or '.join(needs)} (task is {task}); "
+                              f"use select: {' or '.join(scores)}")
         specs[name] = ModelSpec(name=name, arch=arch, options=options, train=train, task=task)
     return specs
 
@@ -328,7 +337,8 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
         if unknown:
             from .registry import did_you_mean
 
-            raise ConfigError(f"{unknown[0]}: unknown section{did_you_mean(unknown[0], list(_TOP_KEYS))}; valid: {', '.join(_TOP_KEYS)}")
+            raise ConfigError(f"{unknown[0]}: unknown section{did_you_mean(unknown[0], list(_TOP_KEYS))}; "
+                              f"valid: {', '.join(_TOP_KEYS)}")
         top = parse(_Sections, parse_top, "")
         models = _parse_models(raw.get("models"), top.train, top.task)
         _check_batch_norm(models, raw.get("models"), top.data.image_size)

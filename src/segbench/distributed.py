@@ -21,6 +21,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from .errors import TrainingError
+from .runtime import resolve_device, usable_cores
 
 
 def inside_torchrun(environ: dict | os._Environ = os.environ) -> bool:
@@ -141,10 +142,6 @@ def _env_int(environ, name: str, default: int) -> int:
         raise TrainingError(f"environment: {name}={value!r} is not an integer (set by torchrun)") from None
 
 
-def wants_cuda(device: str) -> bool:
-    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
-
-
 @contextmanager
 def process_group(device: str, environ: dict | os._Environ = os.environ) -> Iterator[DistContext]:
     """Join the job torchrun describes (a plain single-process context outside torchrun or with
@@ -159,7 +156,7 @@ def process_group(device: str, environ: dict | os._Environ = os.environ) -> Iter
     ctx = DistContext(rank=_env_int(environ, "RANK", 0), world_size=_env_int(environ, "WORLD_SIZE", 1),
                       local_rank=_env_int(environ, "LOCAL_RANK", 0),
                       local_world_size=_env_int(environ, "LOCAL_WORLD_SIZE", 1),
-                      backend="nccl" if wants_cuda(device) else "gloo")
+                      backend="nccl" if resolve_device(device).type == "cuda" else "gloo")
     if ctx.backend == "nccl":
         if ctx.local_rank >= torch.cuda.device_count():
             raise TrainingError(f"local rank {ctx.local_rank} has no GPU: this machine has {torch.cuda.device_count()}; "
@@ -176,13 +173,6 @@ def process_group(device: str, environ: dict | os._Environ = os.environ) -> Iter
         if ok:
             torch.distributed.barrier()  # nobody leaves while rank 0 still writes outputs
         torch.distributed.destroy_process_group()
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def per_rank_batch(batch_size: int, world_size: int) -> int:

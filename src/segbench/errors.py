@@ -61,7 +61,9 @@ def storage_error(path, exc: OSError, previous_kept: bool | None = None, doing: 
     return OutputError(f"{path}: {doing}{reason} ({code}){kept}; {advice} and re-run", exc.errno)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: object) -> str:
+    """The first non-empty line of a (library's) exception message, or its type's name: how a
+    message quoted from elsewhere goes into our one-line errors."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
 
@@ -76,7 +78,7 @@ def explain(exc: BaseException) -> SegbenchError | None:
     chain = _chain(exc)
     if isinstance(exc, RuntimeError) and "DataLoader worker" in text:
         # torch raises "exited unexpectedly" from "is killed by signal: ..." (the informative one)
-        detail = next((_first_line(e) for e in chain if "killed by signal" in str(e)), _first_line(exc))
+        detail = next((first_line(e) for e in chain if "killed by signal" in str(e)), first_line(exc))
         return ResourceError(
             f"a DataLoader worker process died ({detail}); usually the machine ran out of memory "
             "(see dmesg) or the data loading code crashed: set train.num_workers: 0 to load data in the main "
@@ -84,7 +86,7 @@ def explain(exc: BaseException) -> SegbenchError | None:
     oom_type = getattr(getattr(sys.modules.get("torch"), "cuda", None), "OutOfMemoryError", None)
     if (oom_type is not None and isinstance(exc, oom_type)) or (isinstance(exc, RuntimeError) and "CUDA out of memory" in text):
         return ResourceError(
-            f"CUDA out of memory ({_first_line(exc)[:200]}); lower train.batch_size (or evaluate.batch_size / "
+            f"CUDA out of memory ({first_line(exc)[:200]}); lower train.batch_size (or evaluate.batch_size / "
             "profile.batch_size for those stages), use train.amp: bf16 (or fp16), a smaller data.image_size or a "
             "smaller model, and make sure no other process holds the GPU (nvidia-smi)")
     if isinstance(exc, MemoryError):

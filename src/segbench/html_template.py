@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from . import paths
 from .errors import SegbenchError
 from .io import write_text
 
-TEMPLATE_PATH = Path("plots/report_template.html")  # .dvc/config: plots.html_template = ../plots/report_template.html
+TEMPLATE_PATH = paths.REPORT_TEMPLATE  # .dvc/config: plots.html_template = ../plots/report_template.html
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -58,7 +59,8 @@ _WRAPPER = r"""
   window.segbenchViews = pending;
   window.vegaEmbed = function (el, spec, opts) {
     var target = (typeof el === "string" ? document.querySelector(el) : el) || document.body;
-    var options = Object.assign({renderer: "svg", actions: {export: true, source: true, compiled: true, editor: false}}, opts || {});
+    var actions = {export: true, source: true, compiled: true, editor: false};
+    var options = Object.assign({renderer: "svg", actions: actions}, opts || {});
     var started = typeof embed === "function" ? Promise.resolve().then(function () { return embed(el, spec, options); })
                                               : Promise.reject(new Error("Vega-Embed did not load"));
     var done = started.then(function (result) {

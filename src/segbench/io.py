@@ -19,7 +19,6 @@ from typing import Any, Iterator
 
 import numpy as np
 
-
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # reading the umask means setting it; put it straight back
 
@@ -149,7 +148,7 @@ def load_torch(path: str | os.PathLike) -> Any:
 
     import torch
 
-    from .errors import DataError
+    from .errors import DataError, first_line
 
     path = Path(path)
     if not path.is_file():
@@ -167,14 +166,9 @@ def load_torch(path: str | os.PathLike) -> Any:
         raise DataError(f"{path}: unreadable checkpoint (truncated or corrupt: not a file written by torch.save); "
                         "delete it and re-run the train stage (dvc repro)") from None
     except Exception as exc:  # torch raises several types for truncated/corrupt files
-        raise DataError(f"{path}: unreadable checkpoint (truncated or corrupt: {type(exc).__name__}: {_gist(exc)}); "
+        gist = first_line(exc).split(". ")[0].rstrip(".")  # torch's first sentence
+        raise DataError(f"{path}: unreadable checkpoint (truncated or corrupt: {type(exc).__name__}: {gist}); "
                         "delete it and re-run the train stage (dvc repro)") from None
-
-
-def _gist(exc: BaseException) -> str:
-    """The gist of a library's message: its first line, first sentence."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0].split(". ")[0].rstrip(".") if lines else type(exc).__name__
 
 
 def state_dict_bytes(state_dict: dict) -> bytes:

@@ -69,7 +69,8 @@ class Focal(nn.Module):
         return (loss * valid).sum() / count.clamp(min=1)
 
 
-def _soft_counts(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _soft_counts(logits: torch.Tensor, target: torch.Tensor,
+                 ignore_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-class soft intersection, predicted mass and true mass over the valid pixels of the batch."""
     num_classes = logits.shape[1]
     valid = (target != ignore_index).unsqueeze(1)
@@ -258,19 +259,35 @@ class DepthLoss(nn.Module):
         return self.fn(pred[valid] / self.scale, target[valid].float() / self.scale, self.delta)
 
 
-class SegDepthLoss(nn.Module):
-    """mask loss + weight * depth loss; `parts` returns the two terms for logging."""
+@dataclass(frozen=True)
+class Term:
+    """One named term of a Criterion: `loss(outputs[output], targets[target])`, times `weight`."""
 
-    def __init__(self, mask_loss: nn.Module, depth_loss: DepthLoss, weight: float = 1.0) -> None:
+    loss: nn.Module
+    output: str = "out"  # the model output it reads
+    target: str = "mask"  # the batch target it compares with
+    weight: float = 1.0
+
+
+class Criterion(nn.Module):
+    """The training objective: a weighted sum of named terms.
+
+    `criterion(outputs, targets)` -> `{"loss": total, "<term>": unweighted value, ...}`: the total
+    to back-propagate and each term for the logs (a task names them: "mask", "depth").
+    """
+
+    def __init__(self, terms: dict[str, Term]) -> None:
         super().__init__()
-        self.mask_loss, self.depth_loss, self.weight = mask_loss, depth_loss, weight
+        if not terms:
+            raise ValueError("a Criterion needs at least one term")
+        self.weights = {name: term.weight for name, term in terms.items()}
+        self.routes = {name: (term.output, term.target) for name, term in terms.items()}
+        self.losses = nn.ModuleDict({name: term.loss for name, term in terms.items()})
 
-    def parts(self, output: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor,
-              depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(total, mask term, depth term)."""
-        logits, pred_depth = output
-        seg, dep = self.mask_loss(logits, mask), self.depth_loss(pred_depth, depth)
-        return seg + self.weight * dep, seg, dep
-
-    def forward(self, output: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        return self.parts(output, mask, depth)[0]
+    def forward(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        values = {name: self.losses[name](outputs[out], targets[target]) for name, (out, target) in self.routes.items()}
+        total = None
+        for name, value in values.items():
+            weighted = value if self.weights[name] == 1.0 else self.weights[name] * value
+            total = weighted if total is None else total + weighted
+        return {"loss": total, **values}

@@ -30,7 +30,7 @@ class ConfusionMatrix:
         idx = target[keep] * self.num_classes + pred[keep]
         self.matrix += torch.bincount(idx, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
 
-    def scores(self) -> "Scores":
+    def scores(self) -> Scores:
         return scores_from_confusion(self.matrix.numpy())
 
 

@@ -21,7 +21,8 @@ from .registry import Registry
 OPTIMIZERS: Registry[Callable] = Registry("optimizer")
 SCHEDULERS: Registry[Callable] = Registry("scheduler")
 
-OPTIMIZERS.add("sgd", lambda params, cfg: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay))
+OPTIMIZERS.add("sgd", lambda params, cfg: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                                           weight_decay=cfg.weight_decay))
 OPTIMIZERS.add("adam", lambda params, cfg: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay))
 OPTIMIZERS.add("adamw", lambda params, cfg: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay))
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import os
-from contextlib import nullcontext
 import platform
 import resource
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ResourceError, SegbenchError
+from .errors import ResourceError, SegbenchError, first_line
 from .io import state_dict_bytes
 
 # The frame size a course assignment times (H, W); profiled beside the training size by default.
@@ -136,10 +136,9 @@ def _forward_or_fail(model: nn.Module, x: torch.Tensor) -> None:
         raise ResourceError(f"profile: CUDA out of memory running {type(model).__name__} on input {shape}; {fix}, "
                             "or set profile.device: cpu; make sure no other process holds the GPU (nvidia-smi)") from None
     except (RuntimeError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SegbenchError(
             f"profile: {type(model).__name__} fails on input {'x'.join(map(str, x.shape))} "
-            f"(size {size_tag(tuple(x.shape[2:]))}): {first}; "
+            f"(size {size_tag(tuple(x.shape[2:]))}): {first_line(exc)}; "
             "remove that size from profile.input_sizes or use one the model accepts") from None
 
 

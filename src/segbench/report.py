@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import paths
 from .errors import DataError
 from .io import read_json, write_text
 
@@ -95,8 +96,8 @@ def load_metrics(metrics_dir: Path, models: list[str]) -> list[ModelMetrics]:
     loaded = []
     for name in models:
         parts = {}
-        for part in ("train", "eval", "profile"):
-            path = metrics_dir / name / f"{part}.json"
+        for part in paths.METRIC_PARTS:
+            path = paths.metrics_path(name, part, metrics_dir)
             if not path.is_file():
                 raise DataError(f"{path}: file not found; run `dvc repro` (the {part} stage of model {name!r}) first")
             parts[part] = read_json(path)
@@ -300,22 +301,26 @@ def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], dpi: int
 
     for axis in AXES:
         table = tradeoff_table(metrics, axis)
-        write_text(plots_dir / f"miou_vs_{axis.name}.csv", _csv(table))
-        figures.save(figures.tradeoff_figure(table, axis, colours), plots_dir / f"miou_vs_{axis.name}.png", dpi)
+        csv, png = paths.report_figure(f"miou_vs_{axis.name}", plots_dir)
+        write_text(csv, _csv(table))
+        figures.save(figures.tradeoff_figure(table, axis, colours), png, dpi)
 
     ious = per_class_iou(metrics, list(summary.index))
-    write_text(plots_dir / "iou_per_class.csv", _csv(ious))
-    figures.save(figures.heatmap_figure(ious), plots_dir / "iou_per_class.png", dpi)
+    csv, png = paths.report_figure("iou_per_class", plots_dir)
+    write_text(csv, _csv(ious))
+    figures.save(figures.heatmap_figure(ious), png, dpi)
 
-    log_dirs = log_dirs if log_dirs is not None else {m: plots_dir / m / "train_log" for m in models}
+    log_dirs = log_dirs if log_dirs is not None else {m: paths.train_log_dir(m, plots_dir) for m in models}
     curves = training_curves(log_dirs)
-    write_text(plots_dir / "training_curves.csv", _csv(curves))
-    figures.save(figures.curves_figure(curves, colours), plots_dir / "training_curves.png", dpi)
+    csv, png = paths.report_figure("training_curves", plots_dir)
+    write_text(csv, _csv(curves))
+    figures.save(figures.curves_figure(curves, colours), png, dpi)
 
     depth = depth_tradeoff_table(metrics)
-    write_text(plots_dir / "depth_rmse_vs_cost.csv", _csv(depth))
-    figures.save(figures.depth_tradeoff_figure(depth, colours), plots_dir / "depth_rmse_vs_cost.png", dpi)
+    csv, png = paths.report_figure("depth_rmse_vs_cost", plots_dir)
+    write_text(csv, _csv(depth))
+    figures.save(figures.depth_tradeoff_figure(depth, colours), png, dpi)
 
-    write_text(plots_dir / "summary.csv", _csv(summary, index=True))
-    write_text(plots_dir / "summary.md", markdown_table(summary))
+    write_text(paths.summary_csv(plots_dir), _csv(summary, index=True))
+    write_text(paths.summary_md(plots_dir), markdown_table(summary))
     return summary

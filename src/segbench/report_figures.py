@@ -99,7 +99,8 @@ def label_points(ax, x: np.ndarray, y: np.ndarray, names: list[str], fontsize: f
     for i in np.lexsort((pixels[:, 0], -pixels[:, 1])):  # top to bottom, then left to right
         width = 0.62 * fontsize * scale * len(names[i])
         left, bottom = pixels[i, 0] + 6 * scale, pixels[i, 1] + 4 * scale
-        while any(left < l + w and l < left + width and bottom < b + height and b < bottom + height for l, b, w in placed):
+        while any(left < x0 + w and x0 < left + width and bottom < y0 + height and y0 < bottom + height
+                  for x0, y0, w in placed):
             bottom -= height
         placed.append((left, bottom, width))
         offset = ((left - pixels[i, 0]) / scale, (bottom - pixels[i, 1]) / scale)

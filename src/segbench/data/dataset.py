@@ -80,7 +80,7 @@ class SegmentationCache(Dataset):
     and with `depth=True` also depth float32 H x W (metres, 0 = no depth)."""
 
     def __init__(self, cache_dir: str | Path, split: str, augment=None, seed: int = 0, depth: bool = False) -> None:
-        """`augment`: an AugmentConfig (or True for its defaults); None/False: no augmentation.
+        """`augment`: an AugmentConfig; None: no augmentation.
         `depth`: also return depth maps; a cache without them is a DataError."""
         cache_dir = Path(cache_dir)
         self.manifest = load_manifest(cache_dir)
@@ -99,12 +99,9 @@ class SegmentationCache(Dataset):
         self.std = np.asarray(self.manifest["std"], np.float32) * 255
         self.seed = seed
         self.transform = None
-        if augment:
-            from ..config import AugmentConfig
-
-            cfg = augment if isinstance(augment, AugmentConfig) else AugmentConfig()
-            self.transform = build_augmentation(cfg, tuple(self.manifest["image_size"]), self.manifest["ignore_index"], seed,
-                                                depth=depth)
+        if augment is not None:  # an AugmentConfig (params `augmentation:`)
+            self.transform = build_augmentation(augment, tuple(self.manifest["image_size"]), self.manifest["ignore_index"],
+                                                seed, depth=depth)
 
     def set_epoch(self, epoch: int, worker: int = 0) -> None:
         """Reseed the augmentation from (seed, epoch, worker): a resumed run replays the same draws."""

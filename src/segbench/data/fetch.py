@@ -21,7 +21,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import unquote, urlparse
 from urllib.request import Request, url2pathname, urlopen
 
-from ..errors import DataError
+from ..errors import DataError, first_line
 from ..io import sha256_file
 
 CHUNK = 1 << 20
@@ -90,7 +90,7 @@ def fetch(url: str, sha256: str, cache_dir: str | os.PathLike, *, retry: RetryPo
                 sleep(wait)
     else:
         there = f"; the file there now has sha256 {stale}" if stale else ""
-        raise DataError(f"data.url {url}: cannot download ({_one_line(reason)}) after {retry.attempts} attempts; "
+        raise DataError(f"data.url {url}: cannot download ({first_line(reason)}) after {retry.attempts} attempts; "
                         f"download the archive yourself and set data.path to the extracted folder, "
                         f"or place the archive at {target} (sha256 {sha256}){there}")
     verify(part, sha256, url, delete=True)
@@ -122,13 +122,9 @@ def _local_file(url: str, sha256: str) -> Path:
     return path
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def _reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None) if isinstance(exc, URLError) else None
-    return _one_line(reason if reason is not None else (str(exc) or type(exc).__name__))
+    return first_line(reason if reason is not None else exc)
 
 
 def _retry_after(exc: HTTPError) -> Optional[float]:
@@ -167,7 +163,7 @@ def _download(url: str, part: Path, sha256: str, timeout: float) -> None:
             raise _Transient("the partial download did not fit the file on the server; starting over") from None
         if exc.code >= 500 or exc.code in RETRY_STATUS:
             raise _Transient(f"HTTP {exc.code} {exc.reason}", _retry_after(exc)) from None
-        raise DataError(f"data.url {url}: HTTP {exc.code} {_one_line(exc.reason)}; check the URL") from None
+        raise DataError(f"data.url {url}: HTTP {exc.code} {first_line(exc.reason)}; check the URL") from None
     except (URLError, OSError, HTTPException) as exc:  # refused, DNS, timeout, reset
         raise _Transient(_reason(exc)) from None
 

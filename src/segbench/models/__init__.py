@@ -3,62 +3,33 @@
     build_model("unet", num_classes=6, base_channels=16)
     build_model("unet", num_classes=6, task="seg_depth", depth_decoder="shared")
 
-Adding an architecture is one module that calls `register_model` plus one import line below.
-Every model maps (N, 3, H, W) images to (N, num_classes, H, W) logits for any H and W.
+Adding an architecture is one module that calls `registry.register_model` plus one import line
+below. Every model maps (N, 3, H, W) images, any H and W, to named outputs (a dict, as
+torchvision's segmentation models return): `{"out": N x num_classes x H x W logits}`.
 
-Under `task: seg_depth` (only architectures registered with `depth=True`, see `depth_archs`)
-a model returns a tuple `(logits N x C x H x W, depth N x 1 x H x W in metres)`; the depth
-head's mean and std come from `set_depth_statistics` (see `multitask`).
+Under `task: seg_depth` (architectures registered with that task, see `depth_archs`) the dict
+also holds `"depth"`, N x 1 x H x W in metres; the depth head's mean and std come from
+`set_depth_statistics` (see `multitask`).
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
-from ..config import TASKS
 from ..errors import ConfigError
-from ..registry import Registry
-from ..schema import parse, to_dict
+from ..schema import to_dict
+
+# One import per architecture family: importing the module registers it.
+from . import deeplabv3, enet, esnet, fcn_baseline, prior, resnet_unet, torchvision_zoo, unet, unet_lean  # noqa: F401
 from .multitask import DEPTH_DECODERS, DepthHead, set_depth_statistics  # noqa: F401  (re-exported)
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    build: Callable[..., nn.Module]
-    options: type
-    depth: bool = False  # the builder takes `depth=` and can add a depth head (task seg_depth)
-
-
-MODELS: Registry[ModelEntry] = Registry("model arch")
-
-
-def register_model(name: str, options: type, depth: bool = False) -> Callable:
-    """Decorator for a builder `fn(num_classes, options) -> nn.Module`, or with `depth=True`
-    `fn(num_classes, options, depth: bool) -> nn.Module` (depth: also return a depth map)."""
-
-    def add(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        MODELS.add(name, ModelEntry(build=build, options=options, depth=depth))
-        return build
-
-    return add
+from .registry import MODELS, ModelEntry, archs_for, known_tasks, model_entry, parse_model_options, register_model  # noqa: F401
 
 
 def depth_archs() -> list[str]:
-    """Architectures that can be built for task seg_depth."""
-    return [name for name in MODELS.names() if MODELS.get(name).depth]
-
-
-def model_entry(arch: Any, where: str = "model") -> ModelEntry:
-    if not isinstance(arch, str):
-        raise ConfigError(f"{where}.arch: {arch!r} is not valid; expected one of: {', '.join(MODELS.names())}")
-    return MODELS.get(arch, f"{where}.arch")
-
-
-def parse_model_options(arch: Any, options: dict, where: str = "model") -> Any:
-    return parse(model_entry(arch, where).options, options, where)
+    """Architectures that can be built for task seg_depth (they have a depth head)."""
+    return archs_for("seg_depth")
 
 
 def validate_model_options(arch: Any, options: dict, where: str) -> dict[str, Any]:
@@ -68,22 +39,21 @@ def validate_model_options(arch: Any, options: dict, where: str) -> dict[str, An
 
 def check_task(arch: Any, task: Any) -> None:
     """ConfigError unless `arch` can be built for `task`."""
-    if task not in TASKS:
-        raise ConfigError(f"task: {task!r} is not valid; expected {' or '.join(TASKS)}")
-    if task == "seg_depth" and not model_entry(arch, str(arch)).depth:
-        raise ConfigError(f"{arch}: no depth head for task seg_depth; architectures with one: {', '.join(depth_archs())}")
+    tasks = known_tasks()
+    if task not in tasks:
+        raise ConfigError(f"task: {task!r} is not valid; expected {' or '.join(tasks)}")
+    if task not in model_entry(arch, str(arch)).tasks:
+        raise ConfigError(f"{arch}: no head for task {task}; architectures with one: {', '.join(archs_for(task))}")
 
 
 def build_model(arch: str, num_classes: int, task: str = "segmentation", **options: Any) -> nn.Module:
-    """`task: seg_depth` makes the model return (logits, depth); see the module docstring."""
+    """The model returns `{"out": logits}`, plus `"depth"` for task seg_depth (module docstring)."""
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes: {num_classes!r} is not valid; expected an integer >= 1")
     check_task(arch, task)
     opts = parse_model_options(arch, options, arch)
     entry = MODELS.get(arch)
-    if entry.depth:
-        return entry.build(num_classes, opts, depth=task == "seg_depth")
-    return entry.build(num_classes, opts)
+    return entry.build(num_classes, opts, task) if len(entry.tasks) > 1 else entry.build(num_classes, opts)
 
 
 def batch_norm_problem(arch: str, options: dict, image_size: tuple[int, int], batch_size: int) -> str | None:
@@ -116,15 +86,3 @@ def batch_norm_problem(arch: str, options: dict, image_size: tuple[int, int], ba
 
 def options_of(arch: str) -> list[str]:
     return [f.name for f in dataclasses.fields(MODELS.get(arch).options)]
-
-
-# One line per architecture family: importing the module registers it.
-from . import unet  # noqa: E402,F401
-from . import deeplabv3  # noqa: E402,F401
-from . import unet_lean  # noqa: E402,F401
-from . import fcn_baseline  # noqa: E402,F401
-from . import resnet_unet  # noqa: E402,F401
-from . import enet  # noqa: E402,F401
-from . import esnet  # noqa: E402,F401
-from . import torchvision_zoo  # noqa: E402,F401
-from . import prior  # noqa: E402,F401

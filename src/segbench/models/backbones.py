@@ -19,7 +19,6 @@ from ..errors import ConfigError
 from ..registry import Registry
 
 
-
 def hub_weights_path(weights: torchvision.models.WeightsEnum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
@@ -91,13 +90,16 @@ BACKBONES.add("resnet18", BackboneEntry(torchvision.models.ResNet18_Weights.IMAG
 BACKBONES.add("resnet50", BackboneEntry(torchvision.models.ResNet50_Weights.IMAGENET1K_V1, _resnet, (8, 16, 32)))
 BACKBONES.add("vgg11_bn", BackboneEntry(torchvision.models.VGG11_BN_Weights.IMAGENET1K_V1, _vgg, (8, 16, 32)))
 # torchvision can dilate only MobileNetV3's last stage: stride 16 at best.
-BACKBONES.add("mobilenet_v3_small", BackboneEntry(torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1, _mobilenet, (16, 32)))
+BACKBONES.add("mobilenet_v3_small",
+              BackboneEntry(torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1, _mobilenet, (16, 32)))
 
 
-def build_backbone(name: str, output_stride: int = 16, pretrained: bool = False, where: str = "backbone") -> tuple[nn.Module, int]:
+def build_backbone(name: str, output_stride: int = 16, pretrained: bool = False,
+                   where: str = "backbone") -> tuple[nn.Module, int]:
     entry = BACKBONES.get(name, f"{where}.backbone")
     if output_stride not in entry.output_strides:
-        raise ConfigError(f"{where}.output_stride: {output_stride} not available for {name}; valid: {', '.join(map(str, entry.output_strides))}")
+        raise ConfigError(f"{where}.output_stride: {output_stride} not available for {name}; "
+                          f"valid: {', '.join(map(str, entry.output_strides))}")
     extra = {"dilated": output_stride == 16} if name.startswith("mobilenet") else {}
     net = getattr(torchvision.models, name)(weights=None, **extra)
     if pretrained:

@@ -15,8 +15,8 @@ from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from ..errors import ConfigError
 from ..schema import option
-from . import register_model
 from .backbones import BACKBONES, build_backbone
+from .registry import register_model
 
 
 class PlainHead(nn.Sequential):
@@ -43,9 +43,9 @@ class DeepLabV3(nn.Module):
         super().__init__()
         self.backbone, self.head = backbone, head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = self.head(self.backbone(x))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return {"out": F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)}
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ class DeepLabV3Options:
     def __post_init__(self) -> None:
         allowed = BACKBONES.get(self.backbone).output_strides
         if self.output_stride not in allowed:
-            raise ConfigError(f"output_stride: {self.output_stride} not available for backbone {self.backbone}; valid: {', '.join(map(str, allowed))}")
+            raise ConfigError(f"output_stride: {self.output_stride} not available for backbone {self.backbone}; "
+                              f"valid: {', '.join(map(str, allowed))}")
 
 
 @register_model("deeplabv3", DeepLabV3Options)

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import register_model
 from .common import pad_to_multiple
+from .registry import register_model
 
 
 def conv_bn_act(cin: int, cout: int, kernel: int | tuple[int, int], act: type[nn.Module], stride: int = 1,
@@ -143,7 +143,7 @@ class ENet(nn.Module):
         self.stage5 = RegularBottleneck(16, nn.ReLU, 0.1)
         self.fullconv = nn.ConvTranspose2d(16, num_classes, 3, stride=2, padding=1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, 8)  # three halvings, each unpooled exactly
         y = self.initial(x)
@@ -152,7 +152,7 @@ class ENet(nn.Module):
         y = self.stage3(self.stage2(y))
         y = self.stage4(self.up4(y, indices2))
         y = self.stage5(self.up5(y, indices1))
-        return self.fullconv(y, output_size=x.shape[-2:])[..., :h, :w]
+        return {"out": self.fullconv(y, output_size=x.shape[-2:])[..., :h, :w]}
 
 
 @dataclass(frozen=True)

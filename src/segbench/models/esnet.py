@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import register_model
 from .common import pad_to_multiple
+from .registry import register_model
 
 
 def factorized_pair(channels: int, kernel: int, dilation: int = 1) -> nn.Sequential:
@@ -103,10 +103,10 @@ class ESNet(nn.Module):
             nn.ConvTranspose2d(16, num_classes, 2, stride=2),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, 8)  # three exact halvings, mirrored by three exact doublings
-        return self.decoder(self.encoder(x))[..., :h, :w]
+        return {"out": self.decoder(self.encoder(x))[..., :h, :w]}
 
 
 @dataclass(frozen=True)

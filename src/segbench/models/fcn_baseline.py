@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from ..schema import option
-from . import register_model
 from .common import pad_to_multiple
+from .registry import register_model
 from .unet import DoubleConv
 
 
@@ -38,10 +38,10 @@ class BaseConv(nn.Module):
         self.decoder = nn.Sequential(*(UpNoSkip(c[i + 1], c[i]) for i in reversed(range(4))))
         self.head = nn.Conv2d(c[0], num_classes, kernel_size=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, 16)  # four exact halvings, undone by four exact doublings
-        return self.head(self.decoder(self.encoder(x)))[..., :h, :w]
+        return {"out": self.head(self.decoder(self.encoder(x)))[..., :h, :w]}
 
 
 @dataclass(frozen=True)

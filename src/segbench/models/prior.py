@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import DataError
 from ..schema import option
-from . import register_model
+from .registry import register_model
 
 
 class PriorBaseline(nn.Module):
@@ -54,10 +54,10 @@ class PriorBaseline(nn.Module):
         probs = (counts + 1) / (counts.sum(0, keepdim=True) + self.num_classes)
         self.log_prior.copy_(probs.log())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Log-prior logits (N, num_classes, H, W) for x's N, H and W; x's pixels are unused."""
         prior = F.interpolate(self.log_prior[None], size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return prior.expand(x.shape[0], -1, -1, -1).contiguous()
+        return {"out": prior.expand(x.shape[0], -1, -1, -1).contiguous()}
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ import torchvision
 from torch import nn
 
 from ..schema import option
-from . import register_model
 from .backbones import load_local_weights
 from .multitask import depth_branch, depth_decoder_option
+from .registry import register_model
 
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
 # encoder option -> (torchvision constructor, ImageNet weights for `pretrained`)
@@ -103,11 +103,13 @@ class ResNetUNet(nn.Module):
         self.head = nn.Conv2d(DECODER_CHANNELS[-1], num_classes, kernel_size=1)
         self.depth = depth_branch(depth_decoder, lambda: ResNetDecoder(encoder.channels, skips), DECODER_CHANNELS[-1])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.encoder(x)
         y = self.blocks(features, x.shape[-2:])
         logits = self.head(y)
-        return logits if self.depth is None else (logits, self.depth(y, features, x.shape[-2:]))
+        if self.depth is None:
+            return {"out": logits}
+        return {"out": logits, "depth": self.depth(y, features, x.shape[-2:])}
 
 
 @dataclass(frozen=True)
@@ -118,11 +120,11 @@ class ResNetUNetOptions:
     depth_decoder: str = depth_decoder_option()
 
 
-@register_model("resnet_unet", ResNetUNetOptions, depth=True)
-def build_resnet_unet(num_classes: int, opts: ResNetUNetOptions, depth: bool = False) -> nn.Module:
+@register_model("resnet_unet", ResNetUNetOptions, tasks=("segmentation", "seg_depth"))
+def build_resnet_unet(num_classes: int, opts: ResNetUNetOptions, task: str = "segmentation") -> nn.Module:
     make_net, weights = ENCODERS[opts.encoder]
     net = make_net(weights=None)
     if opts.pretrained:
         load_local_weights(net, weights, "resnet_unet.pretrained")
     return ResNetUNet(ResNetEncoder(net), num_classes, skips=opts.skips,
-                      depth_decoder=opts.depth_decoder if depth else None)
+                      depth_decoder=opts.depth_decoder if task == "seg_depth" else None)

@@ -13,18 +13,19 @@ import torch
 from torch import nn
 from torchvision.models import segmentation
 
-from . import register_model
+from .registry import register_model
 
 
 class OutOnly(nn.Module):
-    """Return only the "out" logits of a torchvision segmentation model (already at input size)."""
+    """Return only the "out" logits of a torchvision segmentation model (already at input size):
+    its aux head, when built, is a training device, not an output to score."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)["out"]
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.model(x)["out"]}
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..schema import option
-from . import register_model
 from .common import UpPath
 from .multitask import depth_branch, depth_decoder_option
+from .registry import register_model
 
 
 class DoubleConv(nn.Sequential):
@@ -60,7 +60,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(c[0], num_classes, kernel_size=1)
         self.depth = depth_branch(depth_decoder, lambda: up_path(c, bilinear), c[0])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = x.shape[-2:]
         # Inputs smaller than 16 px cannot be pooled 4 times: pad, then crop the outputs back.
         ph, pw = max(0, 16 - h), max(0, 16 - w)
@@ -72,8 +72,8 @@ class UNet(nn.Module):
         y = self.ups(skips)
         logits = self.head(y)[..., :h, :w]
         if self.depth is None:
-            return logits
-        return logits, self.depth(y, skips)[..., :h, :w]
+            return {"out": logits}
+        return {"out": logits, "depth": self.depth(y, skips)[..., :h, :w]}
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class UNetOptions:
     depth_decoder: str = depth_decoder_option()
 
 
-@register_model("unet", UNetOptions, depth=True)
-def build_unet(num_classes: int, opts: UNetOptions, depth: bool = False) -> nn.Module:
+@register_model("unet", UNetOptions, tasks=("segmentation", "seg_depth"))
+def build_unet(num_classes: int, opts: UNetOptions, task: str = "segmentation") -> nn.Module:
     return UNet(num_classes, base_channels=opts.base_channels, bilinear=opts.bilinear,
-                depth_decoder=opts.depth_decoder if depth else None)
+                depth_decoder=opts.depth_decoder if task == "seg_depth" else None)

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..schema import option
-from . import register_model
 from .common import UpPath
 from .multitask import depth_branch, depth_decoder_option
+from .registry import register_model
 
 
 class SeparableConv(nn.Sequential):
@@ -75,13 +75,13 @@ class LeanUNet(nn.Module):
         self.head = nn.Conv2d(c[0], num_classes, kernel_size=1)
         self.depth = depth_branch(depth_decoder, lambda: up_path(c), c[0])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         skips = [self.inc(x)]
         for down in self.downs:
             skips.append(down(skips[-1]))
         y = self.ups(skips)
         logits = self.head(y)
-        return logits if self.depth is None else (logits, self.depth(y, skips))
+        return {"out": logits} if self.depth is None else {"out": logits, "depth": self.depth(y, skips)}
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ class LeanUNetOptions:
     depth_decoder: str = depth_decoder_option()
 
 
-@register_model("unet_lean", LeanUNetOptions, depth=True)
-def build_unet_lean(num_classes: int, opts: LeanUNetOptions, depth: bool = False) -> nn.Module:
-    return LeanUNet(num_classes, base_channels=opts.base_channels, depth_decoder=opts.depth_decoder if depth else None)
+@register_model("unet_lean", LeanUNetOptions, tasks=("segmentation", "seg_depth"))
+def build_unet_lean(num_classes: int, opts: LeanUNetOptions, task: str = "segmentation") -> nn.Module:
+    return LeanUNet(num_classes, base_channels=opts.base_channels,
+                    depth_decoder=opts.depth_decoder if task == "seg_depth" else None)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import SOURCES, RawDataset, list_images, locate, pair_by_stem
+from .base import SOURCES, RawDataset, list_images, locate, pair_by_stem
 from .masks import read_index_mask
 
 CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist")

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ConfigError, DataError
-from . import SOURCES, RawDataset, Sample, list_images, locate, read_rgb
+from .base import SOURCES, RawDataset, Sample, list_images, locate, read_rgb
 from .masks import Colour, map_colours
 
 # (name, colour, category, training class) from the 'labels' table of cityscapesScripts,

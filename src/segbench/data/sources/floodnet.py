@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError
-from . import SOURCES, RawDataset, Sample, list_images, locate
+from .base import SOURCES, RawDataset, Sample, list_images, locate
 from .masks import read_index_mask
 
 CLASSES = ("background", "building", "road", "water", "tree", "vehicle", "pool", "grass")

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ConfigError, DataError
-from . import SOURCES, SPLITS, RawDataset, Sample, list_images, locate, pair_by_stem
+from .base import SOURCES, SPLITS, RawDataset, Sample, list_images, locate, pair_by_stem
 from .depth import read_depth
 from .masks import Colour, map_colours, open_mask, single_channel, to_uint8
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError
-from . import SOURCES, RawDataset, Sample, list_images, locate
+from .base import SOURCES, RawDataset, Sample, list_images, locate
 
 CLASSES = ("sky", "tree", "road", "grass", "water", "building", "mountain", "foreground object")
 LAYOUT = "stanford_background: images/*.jpg + labels/<stem>.regions.txt"

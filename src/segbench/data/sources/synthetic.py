@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import DataError
-from . import SOURCES, SPLITS, RawDataset, Sample
+from .base import SOURCES, SPLITS, RawDataset, Sample
 from .depth import read_depth
 from .masks import read_index_mask
 

@@ -1,0 +1,186 @@
+"""Per-model figures and plot data, drawn from what `evaluate` found: the row-normalised confusion
+matrix and the grid of predictions (PNG), and the confusion matrix as CSV (exact counts, and the
+rows DVC's `confusion_normalized` template counts). Report side: nothing here runs a model.
+
+    result = evaluate_checkpoint(...)
+    confusion_figure(result.confusion.matrix.numpy(), result.class_names)
+    predictions_figure(result.samples, result.class_names)
+"""
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+
+from .evaluate import PredictionSamples
+
+# Colours for class indices 0..19 (then tab20b); fixed so every model's figures agree.
+# No pure red or mid grey: those mark wrong and ignored pixels.
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#bcbd22", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#aec7e8", "#98df8a",
+            "#ffbb78", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5", "#393b79", "#637939", "#8c6d31", "#7b4173"]
+IGNORED_RGB = (0.6, 0.6, 0.6)
+ERROR_RGB = (1.0, 0.0, 0.0)
+
+
+def class_palette(num_classes: int) -> np.ndarray:
+    """num_classes x 3 RGB floats in [0, 1]; the same class index always gets the same colour."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_rgb
+
+    more = colormaps["tab20b"]
+    return np.array([to_rgb(_PALETTE[k]) if k < len(_PALETTE) else more((k - len(_PALETTE)) % 20)[:3]
+                     for k in range(num_classes)])
+
+
+def colourise(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    out = np.empty(mask.shape + (3,))
+    out[:] = IGNORED_RGB
+    valid = mask < len(palette)
+    out[valid] = palette[mask[valid]]
+    return out
+
+
+def error_overlay(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:
+    """The input dimmed, wrong pixels red, ignored pixels grey."""
+    out = image.astype(np.float64) / 255 * 0.35
+    ignored = truth >= num_classes
+    out[ignored] = IGNORED_RGB
+    out[~ignored & (prediction != truth)] = ERROR_RGB
+    return out
+
+
+def row_normalised(matrix: np.ndarray) -> np.ndarray:
+    """Each true class's row as shares of its pixels; NaN rows for classes absent from the truth."""
+    matrix = np.asarray(matrix, np.float64)
+    rows = matrix.sum(1, keepdims=True)
+    return np.divide(matrix, rows, out=np.full_like(matrix, np.nan), where=rows > 0)
+
+
+def confusion_figure(matrix: np.ndarray, class_names: list[str], title: str = "confusion matrix"):
+    """A matplotlib Figure: row-normalised confusion matrix, values printed, class names on the axes."""
+    from matplotlib.figure import Figure
+
+    share = row_normalised(matrix)
+    n = len(class_names)
+    side = max(4.0, 0.55 * n + 2.5)
+    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(share), cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(n):
+        for j in range(n):
+            value = share[i, j]
+            text = "–" if np.isnan(value) else f"{value:.2f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if not np.isnan(value) and value > 0.5 else "black")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="share of the actual class's pixels")
+    return fig
+
+
+def predictions_figure(samples: PredictionSamples, class_names: list[str], title: str = "predictions"):
+    """A matplotlib Figure: one row per sample; input, truth, prediction, errors; a class legend."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    n = len(class_names)
+    palette = class_palette(n)
+    rows = len(samples.indices)
+    with_depth = samples.depth_truth is not None
+    columns = ("input", "ground truth", "prediction", "errors (red)")
+    if with_depth:
+        columns += ("depth truth", "depth prediction", "depth |error|")
+    fig = Figure(figsize=(len(columns) * 2.0, rows * 2.0 + 1.0), layout="constrained")
+    axes = fig.subplots(rows, len(columns), squeeze=False)
+    for r, index in enumerate(samples.indices):
+        truth, pred = samples.truth[r], samples.prediction[r]
+        valid = truth < n
+        accuracy = float((pred[valid] == truth[valid]).mean()) if valid.any() else float("nan")
+        panels = (samples.images[r], colourise(truth, palette), colourise(pred, palette),
+                  error_overlay(samples.images[r], truth, pred, n))
+        for c, panel in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(columns[c], fontsize=9)
+        axes[r, 0].set_ylabel(f"#{index}  acc {accuracy:.2f}", fontsize=8)
+    if with_depth:
+        _depth_columns(fig, axes[:, 4:], samples)
+    handles = [Patch(color=palette[k], label=name) for k, name in enumerate(class_names)]
+    handles += [Patch(color=ERROR_RGB, label="wrong"), Patch(color=IGNORED_RGB, label="ignored")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _depth_columns(fig, axes: np.ndarray, samples: PredictionSamples) -> None:
+    """Truth and prediction on one depth colour scale (near = bright), unknown depth grey, then the
+    absolute error on its own scale; a colour bar for each."""
+    from matplotlib import colormaps
+
+    truth, pred = samples.depth_truth, samples.depth_prediction
+    known = truth > 0
+    lo, hi = (float(truth[known].min()), float(truth[known].max())) if known.any() else (0.0, 1.0)
+    error = np.where(known, np.abs(pred - truth), np.nan)
+    top = float(np.nanmax(error)) if known.any() else 1.0
+    depth_cmap = colormaps["magma_r"].with_extremes(bad=IGNORED_RGB)
+    error_cmap = colormaps["inferno"].with_extremes(bad=IGNORED_RGB)
+    for r in range(len(truth)):
+        shown = None
+        for c, (panel, cmap, vmax, vmin) in enumerate(((np.where(known[r], truth[r], np.nan), depth_cmap, hi, lo),
+                                                         (pred[r], depth_cmap, hi, lo), (error[r], error_cmap, top, 0.0))):
+            ax = axes[r, c]
+            shown = ax.imshow(panel, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(("depth truth", "depth prediction", "depth |error|")[c], fontsize=9)
+            if r == len(truth) - 1:
+                fig.colorbar(shown, ax=ax, orientation="horizontal", fraction=0.08, label="m")
+        rmse = float(np.sqrt(np.nanmean(error[r] ** 2))) if known[r].any() else float("nan")
+        axes[r, -1].set_ylabel(f"rmse {rmse:.2f} m", fontsize=8)
+        axes[r, -1].yaxis.set_label_position("right")
+
+
+def _csv(header: list[str], rows) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def confusion_table_csv(matrix: np.ndarray, class_names: list[str]) -> str:
+    """Long form, one row per (actual, predicted) cell: pixel count and share of the actual class."""
+    share = row_normalised(matrix)
+    return _csv(["actual", "predicted", "pixels", "share"],
+                ([a, p, int(matrix[i, j]), "" if np.isnan(share[i, j]) else f"{share[i, j]:.6f}"]
+                 for i, a in enumerate(class_names) for j, p in enumerate(class_names)))
+
+
+def confusion_plot_csv(matrix: np.ndarray, class_names: list[str], resolution: int = 1000) -> str:
+    """Rows `actual,predicted` for DVC's built-in `confusion_normalized` template, which counts rows.
+
+    One row per pixel would be the whole split; instead each actual class gets exactly
+    `resolution` rows, split across predicted classes in proportion to its pixels (largest
+    remainder rounding), so the template's row-normalised view shows the true shares to 1/resolution.
+    """
+    rows = []
+    for i, actual in enumerate(class_names):
+        counts = np.asarray(matrix[i], np.float64)
+        if counts.sum() == 0:
+            continue  # absent from the truth: no row to normalise
+        exact = counts * resolution / counts.sum()
+        quota = np.floor(exact).astype(int)
+        order = np.argsort(-(exact - quota), kind="stable")
+        quota[order[:resolution - quota.sum()]] += 1
+        for j, predicted in enumerate(class_names):
+            rows.extend([[actual, predicted]] * int(quota[j]))
+    return _csv(["actual", "predicted"], rows)
+

@@ -1,0 +1,96 @@
+"""Where the pipeline's outputs live: the one place that knows.
+
+dvc.yaml declares these paths as outs, metrics and plots; the CLI writes them, the report reads
+them back. Spelling them once here (and checking dvc.yaml against this module in
+tests/test_dag.py) keeps the three from drifting apart. Paths are relative to the repository
+root, where DVC runs the stages. A leaf module: it imports nothing from segbench.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+RAW_DIR = Path("data/raw")
+PROCESSED_DIR = Path("data/processed")
+CHECKPOINT_DIR = Path("data/checkpoints")
+METRICS_DIR = Path("metrics")
+PLOTS_DIR = Path("plots")
+
+METRIC_PARTS = ("train", "eval", "profile")  # metrics/<model>/<part>.json, one per per-model stage
+
+# The report's figures: plots/<name>.csv (the data `dvc plots` draws) and plots/<name>.png.
+REPORT_FIGURES = ("miou_vs_train_time", "miou_vs_latency_cpu", "miou_vs_latency_cuda", "miou_vs_size",
+                  "miou_vs_gflops", "iou_per_class", "training_curves", "depth_rmse_vs_cost")
+# The page `dvc plots show` fills (.dvc/config: plots.html_template = ../plots/report_template.html).
+REPORT_TEMPLATE = PLOTS_DIR / "report_template.html"
+
+
+# --- per model -----------------------------------------------------------------------------------
+
+def checkpoint_path(model: str) -> Path:
+    return CHECKPOINT_DIR / f"{model}.pt"
+
+
+def resume_path(model: str) -> Path:
+    """Training's resume state: beside the checkpoint, deliberately not a DVC out (see dvc.yaml)."""
+    return CHECKPOINT_DIR / f"{model}.resume.pt"
+
+
+def metrics_path(model: str, part: str, metrics_dir: Path = METRICS_DIR) -> Path:
+    if part not in METRIC_PARTS:
+        raise ValueError(f"metrics part {part!r}: expected one of {', '.join(METRIC_PARTS)}")
+    return Path(metrics_dir) / model / f"{part}.json"
+
+
+def model_plots_dir(model: str, plots_dir: Path = PLOTS_DIR) -> Path:
+    return Path(plots_dir) / model
+
+
+def train_log_dir(model: str, plots_dir: Path = PLOTS_DIR) -> Path:
+    """The DVCLive log of one training run (its per-epoch curves)."""
+    return model_plots_dir(model, plots_dir) / "train_log"
+
+
+def confusion_csv(model: str) -> Path:
+    """The confusion matrix as DVC's confusion template wants it (rows of actual, predicted)."""
+    return model_plots_dir(model) / "confusion.csv"
+
+
+def confusion_matrix_csv(model: str) -> Path:
+    """The confusion matrix as a table of counts."""
+    return model_plots_dir(model) / "confusion_matrix.csv"
+
+
+def confusion_png(model: str) -> Path:
+    return model_plots_dir(model) / "confusion.png"
+
+
+def predictions_png(model: str) -> Path:
+    return model_plots_dir(model) / "predictions.png"
+
+
+def evaluate_plot_files(model: str) -> list[Path]:
+    """Every file the evaluate stage writes under plots/<model>."""
+    return [confusion_csv(model), confusion_matrix_csv(model), confusion_png(model), predictions_png(model)]
+
+
+# --- across models (the plot stage) --------------------------------------------------------------
+
+def report_figure(name: str, plots_dir: Path = PLOTS_DIR) -> tuple[Path, Path]:
+    """A report figure's data file and PNG."""
+    if name not in REPORT_FIGURES:
+        raise ValueError(f"report figure {name!r}: not in segbench.paths.REPORT_FIGURES (nor in dvc.yaml)")
+    return Path(plots_dir) / f"{name}.csv", Path(plots_dir) / f"{name}.png"
+
+
+def summary_csv(plots_dir: Path = PLOTS_DIR) -> Path:
+    return Path(plots_dir) / "summary.csv"
+
+
+def summary_md(plots_dir: Path = PLOTS_DIR) -> Path:
+    return Path(plots_dir) / "summary.md"
+
+
+def report_files(plots_dir: Path = PLOTS_DIR) -> list[Path]:
+    """Every file build_report writes (the plot stage's outs, less the page template)."""
+    figures = [path for name in REPORT_FIGURES for path in report_figure(name, plots_dir)]
+    return [*figures, summary_csv(plots_dir), summary_md(plots_dir)]
