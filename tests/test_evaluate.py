@@ -119,9 +119,10 @@ def test_confusion_plot_rows_give_each_actual_class_exact_shares():
     assert not any(a == "b" for a, _ in counts)  # absent from the truth: no rows
 
 
-def test_resolve_split_falls_back_to_val_only_for_a_missing_test_split():
+def test_resolve_split_never_falls_back_to_the_split_that_selected_the_epoch():
     assert resolve_split({"splits": {"train": 4, "val": 2, "test": 2}}, "test") == "test"
-    assert resolve_split({"splits": {"train": 4, "val": 2}}, "test") == "val"
+    with pytest.raises(DataError, match="no 'test' split .* re-run preprocess"):
+        resolve_split({"splits": {"train": 4, "val": 2}}, "test")
     assert resolve_split({"splits": {"train": 4, "val": 2, "test": 2}}, "val") == "val"
     with pytest.raises(DataError, match="no 'val' split"):
         resolve_split({"splits": {"train": 4, "test": 2}}, "val")
@@ -170,7 +171,7 @@ def test_cli_evaluate_writes_report_with_split_and_map_and_plot_files(tiny_repo,
     assert main(["evaluate", "unet"]) == 0
     report = json.loads((tiny_repo / "metrics/unet/eval.json").read_text())
     names = ["background", "disk", "box", "triangle"]
-    assert report["split"] == "test"
+    assert report["split"] == "test" and report["split_source"] == "the dataset's own"
     assert {"miou", "mrecall", "accuracy", "mdice", "fwiou", "iou_per_class", "recall_per_class",
             "dice_per_class", "map", "ap_per_class"} <= report.keys()
     assert list(report["ap_per_class"]) == names
@@ -191,17 +192,11 @@ def test_cli_evaluate_writes_report_with_split_and_map_and_plot_files(tiny_repo,
     assert "unet: test mIoU" in capsys.readouterr().out
 
 
-def test_library_evaluation_falls_back_to_val_and_draws_figures(tiny_repo, tmp_path):
-    import shutil
-
-    cache = tmp_path / "processed"
-    shutil.copytree(tiny_repo / "data/processed", cache)
-    manifest = json.loads((cache / "manifest.json").read_text())
-    del manifest["splits"]["test"]  # a dataset without a test split
-    (cache / "manifest.json").write_text(json.dumps(manifest))
-
-    result = evaluate_checkpoint(tiny_repo / "data/checkpoints/unet.pt", cache, "test", batch_size=4, device="cpu")
+def test_library_evaluation_on_val_is_labelled_optimistic_and_draws_figures(tiny_repo):
+    cache = tiny_repo / "data/processed"
+    result = evaluate_checkpoint(tiny_repo / "data/checkpoints/unet.pt", cache, "val", batch_size=4, device="cpu")
     assert result.split == "val" and result.report["split"] == "val"
+    assert "selected the epoch" in result.report["split_source"]
     assert int(result.confusion.matrix.sum()) == int((np.load(cache / "val_masks.npy") != IGNORE).sum())
     assert result.samples.indices == list(range(6))  # the first six validation images, in order
     assert result.samples.images.dtype == np.uint8 and result.samples.images.shape == (6, 32, 32, 3)

@@ -74,13 +74,16 @@ def test_masks_resize_nearest_and_image_area(tmp_path):
     assert (masks[0] == source[::2, ::2]).mean() > 0.95
 
 
-def test_missing_val_split_is_carved_deterministically(tmp_path):
+def test_missing_val_and_test_splits_are_carved_deterministically(tmp_path):
     root = fake_camvid(tmp_path / "camvid", {"train": 20})
     a = preprocess(camvid_params(root, val_fraction=0.25), tmp_path / "raw", tmp_path / "a")
     b = preprocess(camvid_params(root, val_fraction=0.25), tmp_path / "raw", tmp_path / "b")
-    assert a["splits"] == {"train": 15, "val": 5} and a["val_from_train"] is True
+    # test first (data.test_fraction 0.1 of 20), then val from what is left: three disjoint splits
+    assert a["splits"] == {"train": 14, "val": 4, "test": 2}  # val: round(18 * 0.25)
+    assert a["val_from_train"] is True and a["test_from_train"] is True and a["test_fraction"] == 0.1
     assert a["files"] == b["files"]
-    assert not set(a["files"]["train"]) & set(a["files"]["val"])
+    files = {split: set(a["files"][split]) for split in ("train", "val", "test")}
+    assert not files["train"] & files["val"] and not files["train"] & files["test"] and not files["val"] & files["test"]
     raw = copy.deepcopy(TINY_PARAMS)
     raw["seed"] = 1
     raw["data"] = {"dataset": "camvid", "path": str(root), "image_size": [24, 32], "val_fraction": 0.25}
@@ -208,7 +211,7 @@ def test_augmentation_misalignment_would_be_caught():
 
 
 def test_dataset_augments_train_only_and_reseeds_per_epoch(tmp_path):
-    root = fake_camvid(tmp_path / "camvid", {"train": 4, "val": 2})
+    root = fake_camvid(tmp_path / "camvid", {"train": 4, "val": 2, "test": 1})
     preprocess(camvid_params(root), tmp_path / "raw", tmp_path / "processed")
     plain = SegmentationCache(tmp_path / "processed", "train")
     aug = SegmentationCache(tmp_path / "processed", "train", augment=AugmentConfig(hflip=0.5, crop_p=1.0), seed=0)

@@ -468,9 +468,8 @@ def test_folder_rgb_masks_with_a_palette(tmp_path, fmt):
 
 def test_folder_rgb_mask_without_palette_says_set_the_palette(tmp_path):
     make_folder(tmp_path, {"a": np.array(PAL, np.uint8)[labels(0, 3)]})
-    raw = read("folder", tmp_path, folder={"classes": ["bg", "r", "g"]})
-    with pytest.raises(DataError) as exc:
-        raw.decode_mask(raw.splits["train"][0].mask)
+    with pytest.raises(DataError) as exc:  # mask_format auto reads every mask once, up front
+        read("folder", tmp_path, folder={"classes": ["bg", "r", "g"]})
     message = one_line_error(exc)
     assert "a.png" in message and "set it to the [R, G, B] colour of each class" in message
     assert "data.folder.palette" in message
@@ -497,9 +496,12 @@ def test_folder_layout_errors(tmp_path):
 def test_unreadable_mask_is_a_data_error(tmp_path):
     make_folder(tmp_path, {"a": labels(0, 2)})
     (tmp_path / "masks" / "a.png").write_bytes(b"not a png")
-    raw = read("folder", tmp_path, folder={"classes": ["bg", "fg"]})
+    raw = read("folder", tmp_path, folder={"classes": ["bg", "fg"], "mask_format": "index"})
     with pytest.raises(DataError) as exc:
         raw.decode_mask(tmp_path / "masks" / "a.png")
+    assert "a.png" in one_line_error(exc)
+    with pytest.raises(DataError) as exc:  # auto reads every mask up front: the same one line, earlier
+        read("folder", tmp_path, folder={"classes": ["bg", "fg"]})
     assert "a.png" in one_line_error(exc)
 
 

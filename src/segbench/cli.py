@@ -50,7 +50,10 @@ def cmd_preprocess(args) -> None:
 
     start = time.perf_counter()
     manifest = preprocess(_params(args), paths.RAW_DIR, paths.PROCESSED_DIR)
-    made = " (val carved from train)" if manifest.get("val_from_train") else ""
+    carved = [s for s in ("test", "val") if manifest.get(f"{s}_from_train")]
+    made = f" ({' and '.join(carved)} carved from train)" if carved else ""
+    for split, count in manifest["unlabelled_splits"].items():
+        print(f"{split}: {count} images without masks: not evaluated (nothing to score them against)")
     print(f"preprocessed {manifest['dataset']} {manifest['splits']}{made} at {manifest['image_size']} into "
           f"{paths.PROCESSED_DIR} in {time.perf_counter() - start:.1f} s")
 
@@ -99,7 +102,7 @@ def cmd_evaluate(args) -> None:
          paths.confusion_png(args.model), params.plot.dpi)
     save(figures.predictions_figure(result.samples, names, "first validation images"), paths.predictions_png(args.model),
          params.plot.dpi)
-    note = "" if result.split == cfg.split else f" (no {cfg.split} split in the data)"
+    note = "" if result.report["split_source"] == "the dataset's own" else f" ({result.report['split_source']})"
     depth = ""
     if "depth_rmse" in result.report:
         depth = (f", depth RMSE {result.report['depth_rmse']:.3f} m (mean-depth predictor "

@@ -73,6 +73,8 @@ class FolderConfig:
     mask_format: str = option("auto", choices=("auto", "index", "palette", "binary"))
     # RGB colour of each class, in `classes` order, for masks stored as RGB images
     palette: tuple[tuple[int, int, int], ...] = option((), min=0, max=255)
+    # colour masks: "void" colours decoded to ignore_index (not classes, not unmatched)
+    ignore_colors: tuple[tuple[int, int, int], ...] = option((), min=0, max=255)
     tolerance: float = option(60.0, min=0.0, max=442.0)  # JPEG/WebP colour masks: max RGB distance to a palette colour
     max_unmatched: float = option(0.02, min=0.0, max=1.0)  # ... fraction of pixels beyond it (ignored) per image
     images: str = "images"
@@ -89,6 +91,7 @@ class PairsConfig:
     grouping: str = option("categories", choices=("categories", "classes"))  # cityscapes preset only
     classes: tuple[str, ...] = ()  # preset custom: class names
     palette: tuple[tuple[int, int, int], ...] = option((), min=0, max=255)  # preset custom: one colour per class
+    ignore_colors: tuple[tuple[int, int, int], ...] = option((), min=0, max=255)  # "void" colours -> ignore_index
     tolerance: float = option(60.0, min=0.0, max=442.0)  # max RGB distance to the nearest palette colour
     max_unmatched: float = option(0.02, min=0.0, max=1.0)  # fraction of pixels beyond tolerance (ignored) per image
     mask_side: str = option("right", choices=("left", "right"))
@@ -103,6 +106,7 @@ class DataConfig:
     sha256: Optional[str] = None  # required with url: the archive's checksum
     path: Optional[str] = None  # a local folder holding the dataset (read in place, not copied)
     val_fraction: float = option(0.1, min=0.0, max=0.9, min_exclusive=True)  # when the data has no val split
+    test_fraction: float = option(0.1, min=0.0, max=0.9, min_exclusive=True)  # when the data has no (labelled) test split
     subset: Optional[int] = option(None, min=1)  # keep at most N samples per split (deterministic by seed)
     workers: int = option(0, min=0)  # preprocess processes; 0: one per core (at most 8)
     resize: str = option("area", choices=("area", "bilinear"))  # image downscaling; masks always nearest
@@ -193,7 +197,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    split: str = option("test", choices=("val", "test"))  # test falls back to val when the data has none
+    split: str = option("test", choices=("val", "test"))  # val selected the epoch: its score is optimistic
     batch_size: int = option(32, min=1)
     samples: int = option(6, min=1, max=64)  # first N validation images in plots/<model>/predictions.png
     ap_bins: int = option(1000, min=10, max=100000)  # score-histogram bins per class for average precision
@@ -327,6 +331,19 @@ def _check_batch_norm(models: dict[str, ModelSpec], raw: dict, image_size: tuple
                           f"{2 * (spec.train.batch_size // per_process)}")
 
 
+def _check_ignore_index(data: DataConfig) -> None:
+    """An ignore index naming a real class, caught here where the params alone give the class names
+    (preprocess checks every dataset once it has read them)."""
+    from .data.sources import ignore_index_problem
+    from .data.sources.synthetic import class_names
+
+    names = {"synthetic": lambda: class_names(data.synthetic.num_classes), "folder": lambda: data.folder.classes,
+             "cityscapes_pairs": lambda: data.cityscapes_pairs.classes if data.cityscapes_pairs.preset == "custom" else ()}
+    problem = ignore_index_problem(data.ignore_index, tuple(names.get(data.dataset, tuple)()), data.dataset)
+    if problem:
+        raise ConfigError(problem)
+
+
 def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
     try:
         if not isinstance(raw, dict):
@@ -342,6 +359,7 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
         top = parse(_Sections, parse_top, "")
         models = _parse_models(raw.get("models"), top.train, top.task)
         _check_batch_norm(models, raw.get("models"), top.data.image_size)
+        _check_ignore_index(top.data)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return Params(seed=top.seed, data=top.data, train=top.train, evaluate=top.evaluate,

@@ -76,14 +76,22 @@ def run_evaluation(model: nn.Module, loader: DataLoader, task: Segmentation, num
 
 
 def resolve_split(manifest: dict, requested: str, where: str = "cache") -> str:
-    """The split to score: `requested` when the cache has it; a missing test split falls back to val."""
+    """`requested` when the cache has it. There is no fallback: preprocess carves a test split when
+    the dataset has none, and scoring on val (which selected the epoch) is only ever asked for."""
     available = [s for s, n in manifest.get("splits", {}).items() if n]
     if requested in available:
         return requested
-    if requested == "test" and "val" in available:
-        return "val"
     raise DataError(f"{where}: no {requested!r} split to evaluate on (has: {', '.join(available) or 'none'}); "
-                    "set evaluate.split to one of val, test that exists")
+                    "re-run preprocess (it carves a test split from train when the dataset has none)")
+
+
+def split_source(manifest: dict, split: str) -> str:
+    """Where the scored split came from, for eval.json and the summary."""
+    if split == "val":
+        return "val: the split that selected the epoch (optimistic)"
+    if manifest.get(f"{split}_from_train"):
+        return f"carved from train (data.{split}_fraction {manifest[f'{split}_fraction']}, seeded): the dataset has none"
+    return "the dataset's own"
 
 
 # --- prediction samples --------------------------------------------------------------------
@@ -138,12 +146,13 @@ class CheckpointEvaluation:
 
 def evaluate_checkpoint(checkpoint_path, cache_dir, split: str = "test", batch_size: int = 32, device: str = "auto",
                         samples: int = 6, ap_bins: int = 1000) -> CheckpointEvaluation:
-    """Score a checkpoint on `split` (test, falling back to val when the cache has no test split)
-    and predict the first `samples` validation images. Figures: segbench.model_figures."""
+    """Score a checkpoint on `split` and predict the first `samples` validation images.
+    Figures: segbench.model_figures."""
     dev = resolve_device(device)
     model, ckpt = load_checkpoint(checkpoint_path)
     task = get_task(ckpt.get("task", "segmentation"))
-    split = resolve_split(load_manifest(cache_dir), split, str(cache_dir))
+    manifest = load_manifest(cache_dir)
+    split = resolve_split(manifest, split, str(cache_dir))
     data = task.dataset(cache_dir, split)
     if list(ckpt["class_names"]) != list(data.class_names):
         raise DataError(f"{checkpoint_path}: trained for classes {ckpt['class_names']} but {cache_dir} has "
@@ -152,7 +161,7 @@ def evaluate_checkpoint(checkpoint_path, cache_dir, split: str = "test", batch_s
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
     evaluation = run_evaluation(model, loader, task, len(data.class_names), data.manifest["ignore_index"], dev,
                                 ap_bins=ap_bins)
-    report = {"split": split, **evaluation.report(data.class_names)}
+    report = {"split": split, "split_source": split_source(manifest, split), **evaluation.report(data.class_names)}
     report.update(task.baselines(data, report))
     val = data if split == "val" else task.dataset(cache_dir, "val")
     return CheckpointEvaluation(report=report, confusion=evaluation.confusion,

@@ -322,5 +322,16 @@ def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], dpi: int
     figures.save(figures.depth_tradeoff_figure(depth, colours), png, dpi)
 
     write_text(paths.summary_csv(plots_dir), _csv(summary, index=True))
-    write_text(paths.summary_md(plots_dir), markdown_table(summary))
+    write_text(paths.summary_md(plots_dir), markdown_table(summary) + split_note(metrics))
     return summary
+
+
+def split_note(metrics: list[ModelMetrics]) -> str:
+    """One line saying which split the quality columns were scored on and where it came from."""
+    scored: dict[str, list[str]] = {}
+    for m in metrics:
+        split, source = m.eval.get("split", "?"), m.eval.get("split_source", "not recorded")
+        scored.setdefault(f"the {split} split ({source})", []).append(m.name)
+    if len(scored) == 1:
+        return f"Quality scored on {next(iter(scored))}.\n"
+    return "Quality scored on " + "; ".join(f"{where} for {', '.join(names)}" for where, names in scored.items()) + ".\n"

@@ -15,8 +15,9 @@ between an object and what it occludes, or between a valid depth and a 0 ("no de
 
 Samples are decoded in worker processes (data.workers) and written straight into the
 output arrays, so memory holds one copy of the cache. Splits the dataset lacks are made
-deterministically: "val" from "train" with data.val_fraction and seed; no "test" means
-evaluation uses "val". data.subset keeps at most N samples per split, chosen by seed.
+deterministically from "train" with the seed: first "test" (data.test_fraction), so the split a
+number is reported on is never the one that selected the epoch, then "val" (data.val_fraction).
+A split whose images have no masks (challenge test sets) is left out and named in the manifest. data.subset keeps at most N samples per split, chosen by seed.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from ..errors import DataError
 from ..fsutil import atomic_dir
 from ..io import open_memmap, write_json
 from .download import raw_root
-from .sources import SOURCES, SPLITS, RawDataset, Sample
+from .sources import SOURCES, SPLITS, RawDataset, Sample, ignore_index_problem
 from .sources.depth import sanitize
 
 
@@ -141,25 +142,32 @@ def _rng(seed: int, *words: str) -> np.random.Generator:
     return np.random.default_rng([seed, *(int.from_bytes(w.encode(), "little") % (2**32) for w in words)])
 
 
-def make_splits(raw: RawDataset, *, seed: int, val_fraction: float, subset: int | None, where: str) -> tuple[dict[str, list[Sample]], dict]:
-    """The dataset's own splits, a val split carved from train if missing, then the subset."""
+def _carve(train: list[Sample], fraction: float, seed: int, name: str, where: str) -> tuple[list[Sample], list[Sample]]:
+    """(rest of train, `name` split): a seeded `fraction` of train, at least one sample, never all."""
+    if len(train) < 2:
+        raise DataError(f"{where}: {len(train)} training sample(s); need >= 2 to carve a {name} split")
+    n = min(len(train) - 1, max(1, round(len(train) * fraction)))
+    chosen = set(_rng(seed, name).permutation(len(train))[:n].tolist())
+    return [s for i, s in enumerate(train) if i not in chosen], [s for i, s in enumerate(train) if i in chosen]
+
+
+def make_splits(raw: RawDataset, *, seed: int, val_fraction: float, subset: int | None, where: str,
+                test_fraction: float = 0.1) -> tuple[dict[str, list[Sample]], dict]:
+    """The dataset's own splits; a test split carved from train if missing (the reported number is
+    never on the split that selected the epoch), then a val split if missing; then the subset."""
     splits = {k: list(v) for k, v in raw.splits.items() if k in SPLITS}
     for split, samples in splits.items():
         if not samples:
             raise DataError(f"{where}: split {split!r} is empty (no images found); add images or remove the folder")
     if "train" not in splits:
         raise DataError(f"{where}: no training split found")
-    info = {"val_from_train": False}
+    info: dict = {"test_from_train": False, "val_from_train": False}
+    if "test" not in splits:
+        splits["train"], splits["test"] = _carve(splits["train"], test_fraction, seed, "test", where)
+        info.update(test_from_train=True, test_fraction=test_fraction)
     if "val" not in splits:
-        train = splits["train"]
-        if len(train) < 2:
-            raise DataError(f"{where}: {len(train)} training sample(s); need >= 2 to carve a validation split")
-        n_val = min(len(train) - 1, max(1, round(len(train) * val_fraction)))
-        order = _rng(seed, "val").permutation(len(train))
-        val_idx = set(order[:n_val].tolist())
-        splits["val"] = [s for i, s in enumerate(train) if i in val_idx]
-        splits["train"] = [s for i, s in enumerate(train) if i not in val_idx]
-        info = {"val_from_train": True, "val_fraction": val_fraction}
+        splits["train"], splits["val"] = _carve(splits["train"], val_fraction, seed, "val", where)
+        info.update(val_from_train=True, val_fraction=val_fraction)
     if subset is not None:
         for split, samples in splits.items():
             if len(samples) > subset:
@@ -241,14 +249,20 @@ def preprocess(params, raw_dir: Path, out_dir: Path, workers: int | None = None)
     source = SOURCES.get(cfg.dataset, "data.dataset")
     root = raw_root(params, raw_dir)
     raw = source.read(params, root)
-    splits, split_info = make_splits(raw, seed=params.seed, val_fraction=cfg.val_fraction, subset=cfg.subset, where=str(root))
+    problem = ignore_index_problem(cfg.ignore_index, raw.class_names, cfg.dataset)
+    if problem:
+        raise DataError(problem)
+    splits, split_info = make_splits(raw, seed=params.seed, val_fraction=cfg.val_fraction, subset=cfg.subset,
+                                     where=str(root), test_fraction=cfg.test_fraction)
     workers = workers or cfg.workers or min(8, os.cpu_count() or 1)
     h, w = cfg.image_size
     has_depth = _has_depth(raw, splits)
     manifest = {"dataset": cfg.dataset, "class_names": list(raw.class_names), "num_classes": len(raw.class_names),
                 "image_size": [h, w], "ignore_index": cfg.ignore_index, "splits": {}, **split_info,
                 "class_pixels_by_split": {}, "class_frequency_by_split": {}, "ignored_pixels": {}, "files": {},
-                "has_depth": has_depth}
+                "has_depth": has_depth, "unlabelled_splits": {s: n for s, (_, n) in raw.unlabelled.items()}}
+    if raw.mask_format is not None:
+        manifest["mask_format"] = raw.mask_format
     if has_depth:
         manifest["depth_valid_fraction"] = {}
     with atomic_dir(out_dir) as staging:

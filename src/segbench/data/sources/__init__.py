@@ -9,8 +9,8 @@ worker processes.
 The embedded default (`synthetic`) also has `generate(params, dest)`: it writes its files
 instead of downloading them.
 """
-from .base import (IMAGE_EXTENSIONS, SOURCES, SPLITS, RawDataset, Sample, Source, list_images, locate,  # noqa: F401
-                   pair_by_stem, read_rgb)
+from .base import (IMAGE_EXTENSIONS, SOURCES, SPLITS, RawDataset, Sample, Source,  # noqa: F401
+                   ignore_index_problem, list_images, locate, pair_by_stem, read_rgb)
 
 from . import synthetic  # noqa: E402,F401  (registers)
 from . import camvid  # noqa: E402,F401

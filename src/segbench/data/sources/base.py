@@ -44,6 +44,21 @@ class RawDataset:
     decode_image: Callable[[Path], np.ndarray] = field(default=read_rgb)  # -> H x W x 3 uint8
     # -> H x W float32 depth in metres, 0 where unknown; None: the dataset has no depth
     decode_depth: Callable[[Path], np.ndarray] | None = None
+    # splits whose images have no masks (challenge test sets): split -> image folder, image count;
+    # not in `splits`: nothing to score them against
+    unlabelled: dict[str, tuple[str, int]] = field(default_factory=dict)
+    mask_format: str | None = None  # how the masks were read, when the layout decides it per dataset
+
+
+def ignore_index_problem(ignore_index: int, class_names: tuple[str, ...] | list[str], dataset: str) -> str | None:
+    """Why `ignore_index` cannot be used with these classes (it names one of them), or None.
+    Pixels labelled ignore_index leave the loss and the metrics: a real class would vanish silently."""
+    n = len(class_names)
+    if ignore_index >= n:
+        return None
+    return (f"data.ignore_index: {ignore_index} is class {class_names[ignore_index]!r} (index {ignore_index} of the {n} "
+            f"classes of dataset {dataset}); its pixels would silently leave the loss and the metrics; expected a value "
+            f">= {n} that no class uses, e.g. 255")
 
 
 class Source(Protocol):

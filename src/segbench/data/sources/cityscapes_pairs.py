@@ -30,7 +30,7 @@ import numpy as np
 
 from ...errors import ConfigError, DataError
 from .base import SOURCES, RawDataset, Sample, list_images, locate, read_rgb
-from .masks import Colour, map_colours
+from .masks import Colour, map_colours, with_ignore_colours
 
 # (name, colour, category, training class) from the 'labels' table of cityscapesScripts,
 # in label-id order; the last field: one of the 19 training (evaluated) classes.
@@ -143,6 +143,8 @@ class CityscapesPairsSource:
             classes, colours, values, names = custom_palette(cfg.classes, cfg.palette, "data.cityscapes_pairs")
         else:
             classes, colours, values, names = cityscapes_palette(cfg.grouping, params.data.ignore_index)
+        colours, values, names = with_ignore_colours(colours, values, names, tuple(cfg.ignore_colors),
+                                                     params.data.ignore_index, "data.cityscapes_pairs")
         folder = locate(root, ("train",), self.layout)
         splits = {}
         for split in ("train", "val"):

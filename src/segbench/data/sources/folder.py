@@ -11,10 +11,11 @@ class indices (data.folder.mask_format):
            its colour (any image mode); without it: a palette-mode (P) PNG whose indices
            are the classes
   binary   0/255 or 0/1 single-channel masks -> 0/1; exactly 2 classes
-  auto     per file: a P-mode PNG -> its indices; a colour image -> data.folder.palette
-           (required then); a single-channel one with only 0 and 255 and 2 classes ->
-           binary (so 255 is foreground, not ignore); otherwise -> index
-With data.folder.palette set, palette-mode PNGs are matched by colour as well.
+  auto     decided once for the whole dataset (see resolve_mask_format) and recorded in the
+           manifest as `mask_format`: colour images -> palette; single-channel masks ->
+           index, or binary when there are 2 classes and the masks hold only 0 and 255;
+           files that would be read two ways stop preprocess with one line naming them
+data.folder.ignore_colors: colours of colour masks that mean "void" (-> data.ignore_index).
 
 Colour matching: masks in a lossless format (PNG, BMP, TIFF) must use the palette colours
 exactly; any other colour is an error naming it. JPEG/WebP masks are noisy: a pixel takes
@@ -39,7 +40,7 @@ import numpy as np
 from ...errors import ConfigError, DataError
 from .base import SOURCES, SPLITS, RawDataset, Sample, list_images, locate, pair_by_stem
 from .depth import read_depth
-from .masks import Colour, map_colours, open_mask, single_channel, to_uint8
+from .masks import Colour, map_colours, open_mask, single_channel, to_uint8, with_ignore_colours
 
 LOSSY = (".jpg", ".jpeg", ".webp")
 DEPTH_EXTENSIONS = (".png", ".npy")
@@ -47,9 +48,11 @@ _SINGLE_MODES = ("1", "L", "I", "F", "LA")
 
 
 def _colour_mask(path: Path, im, classes: tuple[str, ...], palette: tuple[Colour, ...], ignore_index: int,
-                 tolerance: float, max_unmatched: float) -> np.ndarray:
+                 tolerance: float, max_unmatched: float, ignore_colours: tuple[Colour, ...] = ()) -> np.ndarray:
     lossy = Path(path).suffix.lower() in LOSSY
-    return map_colours(path, np.asarray(im.convert("RGB")), palette, tuple(range(len(classes))), classes,
+    colours, values, names = with_ignore_colours(palette, tuple(range(len(classes))), classes, ignore_colours,
+                                                 ignore_index, "data.folder")
+    return map_colours(path, np.asarray(im.convert("RGB")), colours, values, names,
                        ignore_index=ignore_index,
                        tolerance=tolerance if lossy else 0.0,
                        max_unmatched=max_unmatched if lossy else 0.0,
@@ -76,28 +79,65 @@ def _binary(path: Path, values: np.ndarray) -> np.ndarray:
 
 
 def decode_folder_mask(path: Path, mask_format: str, classes: tuple[str, ...], palette: tuple[Colour, ...],
-                       ignore_index: int, tolerance: float = 60.0, max_unmatched: float = 0.02) -> np.ndarray:
-    """One mask file -> H x W uint8 class indices, as data.folder.mask_format says."""
+                       ignore_index: int, tolerance: float = 60.0, max_unmatched: float = 0.02,
+                       ignore_colours: tuple[Colour, ...] = ()) -> np.ndarray:
+    """One mask file -> H x W uint8 class indices, as `mask_format` (index, binary or palette; the
+    folder source resolves auto once per dataset, see resolve_mask_format) says."""
     im = open_mask(path)
     if mask_format == "index":
         return to_uint8(path, _single(path, im, "index"))
     if mask_format == "binary":
         return _binary(path, _single(path, im, "binary"))
-    single_mode = im.mode in _SINGLE_MODES or im.mode.startswith("I;")
-    if palette and (mask_format == "palette" or not single_mode):
-        return _colour_mask(path, im, classes, palette, ignore_index, tolerance, max_unmatched)
+    if mask_format != "palette":
+        raise ValueError(f"mask_format {mask_format!r}: resolve auto first (resolve_mask_format)")
+    if palette:
+        return _colour_mask(path, im, classes, palette, ignore_index, tolerance, max_unmatched, ignore_colours)
     if im.mode == "P":
         return np.asarray(im, dtype=np.uint8)
-    if mask_format == "palette":
-        raise DataError(f"{path}: mask is a {im.mode}-mode image, not a palette (P-mode) PNG; set data.folder.palette "
-                        "to the [R, G, B] colour of each class, or use mask_format index for class-index images")
+    raise DataError(f"{path}: mask is a {im.mode}-mode image, not a palette (P-mode) PNG; set data.folder.palette "
+                    "to the [R, G, B] colour of each class, or use mask_format index for class-index images")
+
+
+def _kind(path: Path) -> tuple[str, frozenset[int]]:
+    """("colour" | "P" | "values", the values present) of one mask file, for `resolve_mask_format`."""
+    im = open_mask(path)
     values = single_channel(path, im)
     if values is None:
-        raise DataError(f"{path}: mask is a colour ({im.mode}) image and data.folder.palette is not set; set it to the "
-                        "[R, G, B] colour of each class, in data.folder.classes order")
-    if len(classes) == 2 and 255 in values and set(np.unique(values).tolist()) <= {0, 255}:
-        return (values == 255).astype(np.uint8)
-    return to_uint8(path, values)
+        return "colour", frozenset()
+    return ("P" if im.mode == "P" else "values"), frozenset(np.unique(values).tolist())
+
+
+def resolve_mask_format(masks: list[Path], cfg) -> str:
+    """mask_format auto, decided once for the whole dataset: index, binary or palette.
+
+    Every mask is read once: all colour images -> palette (data.folder.palette required); else
+    index, except with 2 classes when masks hold only 0 and 255 (or 0 and 1) -> binary (255 = the
+    second class).
+    Where two files would be read two ways (colour beside single-channel masks; a 0/255-only mask
+    beside one holding other values, so that 255 would mean a class in one file and ignore in the
+    other), one line names both files and the fix.
+    """
+    kinds = {path: _kind(path) for path in masks}
+    colour = [p for p, (kind, _) in kinds.items() if kind == "colour"]
+    single = [p for p, (kind, _) in kinds.items() if kind != "colour"]
+    if colour and single:
+        raise DataError(f"{colour[0]} is a colour mask but {single[0]} is single-channel: one dataset, two readings; "
+                        "set data.folder.mask_format to palette (with data.folder.palette) or index")
+    if colour:
+        if not cfg.palette:
+            raise DataError(f"{colour[0]}: mask is a colour image and data.folder.palette is not set; set it to the "
+                            "[R, G, B] colour of each class, in data.folder.classes order")
+        return "palette"
+    if len(cfg.classes) != 2:
+        return "index"
+    zero_255 = [p for p, (_, v) in kinds.items() if 255 in v and v <= {0, 255}]
+    other = [p for p, (_, v) in kinds.items() if not v <= {0, 255} and not v <= {0, 1}]  # binary cannot read these
+    if zero_255 and other:
+        values = sorted(kinds[other[0]][1])[:6]
+        raise DataError(f"{zero_255[0]} holds only 0 and 255 (binary: 255 = class {cfg.classes[1]!r}) but {other[0]} "
+                        f"holds {values} (class indices: 255 = ignore): one dataset, two readings of 255; set "
+                        "data.folder.mask_format to binary or index")
+    return "binary" if zero_255 else "index"
 
 
 def _check_config(cfg) -> None:
@@ -169,9 +209,12 @@ class FolderSource:
         except DataError:
             folder = locate(root, (cfg.images, cfg.masks), layout)
             split_dirs = {"train": folder}
-        splits = {}
+        splits, unlabelled = {}, {}
         for split, base in split_dirs.items():
             image_dir, mask_dir = base / cfg.images, base / cfg.masks
+            if not mask_dir.is_dir() and split != "train":  # a challenge's test images: nothing to score
+                unlabelled[split] = (str(image_dir), len(list_images(image_dir)))
+                continue
             if not mask_dir.is_dir():
                 raise DataError(f"{mask_dir}: missing (the masks of {image_dir}); expected {layout}")
             images, masks = list_images(image_dir), list_images(mask_dir)
@@ -180,16 +223,22 @@ class FolderSource:
             splits[split] = pair_by_stem(images, masks, str(mask_dir))
         if not splits["train"]:
             raise DataError(f"{split_dirs['train'] / cfg.images}: no images; expected {layout}")
-        depth_dirs = _depth_dirs(split_dirs, cfg.depths)
+        depth_dirs = _depth_dirs({s: d for s, d in split_dirs.items() if s in splits}, cfg.depths)
         if depth_dirs is not None:
             splits = {split: _add_depths(samples, depth_dirs[split]) for split, samples in splits.items()}
+        mask_format = cfg.mask_format
+        if mask_format == "auto":
+            mask_format = resolve_mask_format([s.mask for samples in splits.values() for s in samples], cfg)
         return RawDataset(
             class_names=tuple(cfg.classes),
             splits=splits,
-            decode_mask=partial(decode_folder_mask, mask_format=cfg.mask_format, classes=tuple(cfg.classes),
+            mask_format=mask_format,
+            decode_mask=partial(decode_folder_mask, mask_format=mask_format, classes=tuple(cfg.classes),
                                 palette=tuple(cfg.palette), ignore_index=params.data.ignore_index,
-                                tolerance=cfg.tolerance, max_unmatched=cfg.max_unmatched),
+                                tolerance=cfg.tolerance, max_unmatched=cfg.max_unmatched,
+                                ignore_colours=tuple(cfg.ignore_colors)),
             decode_depth=partial(read_depth, scale=cfg.depth_scale) if depth_dirs is not None else None,
+            unlabelled=unlabelled,
         )
 
 

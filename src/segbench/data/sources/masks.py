@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
+from ...errors import ConfigError, DataError
 
 Colour = tuple[int, int, int]
 
@@ -160,3 +160,21 @@ def map_colours(path: Path, rgb: np.ndarray, colours: tuple[Colour, ...], values
                 f"(allowed {max_unmatched:.1%}); e.g. colour {tuple(int(v) for v in example[0, 0])} is "
                 f"{float(np.sqrt(near_d2[0, 0])):.1f} from the nearest, {tuple(colours[k])} ({names[k]}); {hint}")
     return labels
+
+
+def with_ignore_colours(colours: tuple[Colour, ...], values: tuple[int, ...], names: tuple[str, ...],
+                        ignore_colours: tuple[Colour, ...], ignore_index: int,
+                        key: str) -> tuple[tuple[Colour, ...], tuple[int, ...], tuple[str, ...]]:
+    """The palette plus `ignore_colours` (a dataset's "void" colours), each decoded to ignore_index.
+
+    A void colour is matched like a class colour (nearest within the tolerance), so its pixels are
+    neither a class nor "unmatched": `max_unmatched` keeps catching a wrong palette.
+    """
+    ignore_colours = tuple(tuple(int(c) for c in colour) for colour in ignore_colours)
+    clash = next((c for c in ignore_colours if c in colours and values[colours.index(c)] != ignore_index), None)
+    if clash is not None:
+        cls = names[colours.index(clash)]
+        raise ConfigError(f"{key}.ignore_colors: {list(clash)} is also the colour of class {cls!r}; "
+                          "expected colours that no class uses")
+    return (colours + ignore_colours, values + (ignore_index,) * len(ignore_colours),
+            names + ("ignore",) * len(ignore_colours))
