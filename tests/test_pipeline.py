@@ -105,3 +105,10 @@ def test_repro_end_to_end_then_noop_then_one_model_edit(workspace):
     by_rev = {(r["rev"], r["model"]): (r["size_mb"], r["miou"]) for r in rows}
     assert by_rev[("HEAD~1", "deeplab")] == by_rev[("HEAD", "deeplab")]
     assert float(by_rev[("HEAD~1", "unet")][0]) < float(by_rev[("HEAD", "unet")][0])
+
+    # Code deps are complete: an edit to how validation scores are computed (metrics.py, which
+    # picks the kept epoch) makes every train stage stale, not only evaluate.
+    metrics_py = workspace / "src/segbench/metrics.py"
+    metrics_py.write_text(metrics_py.read_text() + "\n# an edit\n")
+    stale = dvc(["status", "--json"], workspace).stdout
+    assert {f"train@{m}" for m in MODELS} | {f"evaluate@{m}" for m in MODELS} <= set(json.loads(stale)), stale

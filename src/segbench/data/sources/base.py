@@ -35,7 +35,7 @@ class RawDataset:
     """What preprocess needs: class names, samples per split, and how to decode them.
 
     `splits` holds the dataset's own splits; a missing or empty "val" is made from "train"
-    by preprocess (data.val_fraction, seed); a missing "test" means evaluation uses val.
+    by preprocess (data.val_fraction, seed); so is a missing "test" (data.test_fraction), first.
     """
 
     class_names: tuple[str, ...]

@@ -19,7 +19,7 @@ Palettes (data.cityscapes_pairs.preset):
                             trailer) becomes ignore_index.
   custom      data.cityscapes_pairs.classes and .palette (one RGB colour per class).
 
-Splits: train and val as in the archive. There is no test split (evaluation uses val).
+Splits: train and val as in the archive. There is no test split: preprocess carves one from train.
 """
 from __future__ import annotations
 

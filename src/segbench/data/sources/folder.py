@@ -2,7 +2,7 @@
 (data.folder.images / .masks, default `images` and `masks`), images and masks matched by
 file stem, any image format for either. With split folders (`<root>/train/<images>`
 exists) the layout is `<root>/{train,val,test}/{<images>,<masks>}`, val and test optional;
-without them everything is train (preprocess makes val; evaluation uses val).
+without them everything is train (preprocess carves test and val from it).
 
 data.folder.classes names the classes in index order (required). How a mask file becomes
 class indices (data.folder.mask_format):
