@@ -113,6 +113,15 @@ def camvid(damage: Callable[[Path], None] = lambda root: None, counts=None) -> C
     return setup
 
 
+def binary_folder(root: Path, rows: dict[str, list[int]]) -> None:
+    """folder layout: 8x8 masks tiled from `rows`, with blank images."""
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    for stem, values in rows.items():
+        Image.fromarray(np.tile(np.uint8(values), (8, 8 // len(values)))).save(root / "masks" / f"{stem}.png")
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / f"{stem}.png")
+
+
 def truncate(rel: str, keep: int) -> Callable[[Path], None]:
     def damage(root: Path) -> None:
         (root / rel).write_bytes((root / rel).read_bytes()[:keep])
@@ -214,6 +223,16 @@ CASES: dict[str, Case] = {
                                    archive({"train/a.jpg": b"x", "../escape.txt": b"gotcha"})),
     "palette colour beyond tolerance": Case(["preprocess"], ["2.png", "farther than 60", "(0, 255, 255)", "tolerance"],
                                             put("data", PAIRS), lambda root: fake_pairs(root / "pairs", (0, 255, 255))),
+    # silent wrong numbers (issue 15): stop instead
+    "ignore index naming a class": Case(["check"], ["data.ignore_index: 3 is class 'triangle'", "e.g. 255"],
+                                        put("data", "ignore_index", 3)),
+    "ignore index naming a class (any dataset)": Case(["preprocess"], ["data.ignore_index: 2 is class", "camvid"],
+                                                      put("data", {**CAMVID, "ignore_index": 2}), camvid()),
+    "masks reading 255 two ways": Case(
+        ["preprocess"], ["a.png", "b.png", "two readings of 255"],
+        put("data", {"dataset": "folder", "path": "folder", "image_size": [8, 8], "workers": 1,
+                     "folder": {"classes": ["bg", "fg"]}}),
+        lambda root: binary_folder(root / "folder", {"a": [0, 255], "b": [0, 1, 255, 1]})),
     # outputs damaged between stages
     "truncated checkpoint (profile)": Case(["profile", "unet"], ["data/checkpoints/unet.pt", "truncated or corrupt",
                                                                   "re-run the train stage"], setup=truncated_checkpoint),
