@@ -25,9 +25,24 @@ def set_key(params: dict, path: tuple, value) -> dict:
     return out
 
 
-# Every case through `check`; the stage commands share its loader, so two cases each suffice there.
-STAGE_CASES = [(case, ["check"]) for case in sorted(CASES)] + [
-    (case, stage) for case in ("misspelled_key", "unknown_arch") for stage in (["download"], ["train", "unet"], ["plot"])]
+# Every case through `check` in this process (a stage process spends seconds importing torch);
+# the stage commands share its loader, so two cases each through the real CLI suffice there.
+STAGE_CASES = [(case, stage) for case in ("misspelled_key", "unknown_arch")
+               for stage in (["check"], ["download"], ["train", "unet"], ["plot"])]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_params_fail_cleanly_in_check(tmp_path, monkeypatch, capsys, case):
+    from segbench.cli import main
+
+    path, value, must_mention = CASES[case]
+    write_params(tmp_path / "params.yaml", set_key(TINY_PARAMS, path, value))
+    monkeypatch.chdir(tmp_path)
+    assert main(["check"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("segbench: error: params.yaml: "), lines
+    assert all(needle in lines[0] for needle in must_mention), lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing half-written
 
 
 @pytest.mark.parametrize("case,stage", STAGE_CASES)
@@ -45,14 +60,15 @@ def test_bad_params_fail_cleanly(tmp_path, case, stage):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing half-written
 
 
-def test_empty_models_and_case_duplicates(tmp_path):
+def test_empty_models_and_case_duplicates(tmp_path, monkeypatch, capsys):
+    from segbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
     write_params(tmp_path / "params.yaml", set_key(TINY_PARAMS, ("models",), {}))
-    proc = segbench(["check"], tmp_path)
-    assert proc.returncode == 2 and "models: must be a non-empty mapping" in proc.stderr
+    assert main(["check"]) == 2 and "models: must be a non-empty mapping" in capsys.readouterr().err
     models = {"UNet": {"arch": "unet"}, "unet": {"arch": "unet"}}
     write_params(tmp_path / "params.yaml", set_key(TINY_PARAMS, ("models",), models))
-    proc = segbench(["check"], tmp_path)
-    assert proc.returncode == 2 and "models.unet: duplicates models.UNet" in proc.stderr
+    assert main(["check"]) == 2 and "models.unet: duplicates models.UNet" in capsys.readouterr().err
 
 
 def test_invalid_yaml_names_the_line(tmp_path):
