@@ -55,6 +55,7 @@ def test_train_matches_paths():
     assert posix(paths.PROCESSED_DIR) <= declared(train, "deps")
     assert declared(train, "outs") == posix(paths.checkpoint_path(MODEL), paths.train_log_dir(MODEL))
     assert declared(train, "metrics") == posix(paths.metrics_path(MODEL, "train"))
+    assert paths.resume_path(MODEL).as_posix() not in declared(train, "outs", "metrics", "plots")
 
 
 def test_evaluate_matches_paths():
@@ -84,11 +85,10 @@ def test_plot_matches_paths():
     assert shown <= posix(*paths.report_files())
 
 
-def test_the_resume_file_is_not_a_dvc_out():
+def test_resume_path_agrees_with_checkpoint():
     from segbench.checkpoint import resume_path_for  # imports torch: kept out of the other tests
 
-    resume = resume_path_for(paths.checkpoint_path(MODEL)).as_posix()
-    assert resume not in declared(stage("train"), "outs", "metrics", "plots")  # DVC deletes outs before a run
+    assert resume_path_for(paths.checkpoint_path(MODEL)) == paths.resume_path(MODEL)
 
 
 # --- deps: every module a stage imports ----------------------------------------------------------------

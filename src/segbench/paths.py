@@ -30,6 +30,11 @@ def checkpoint_path(model: str) -> Path:
     return CHECKPOINT_DIR / f"{model}.pt"
 
 
+def resume_path(model: str) -> Path:
+    """Training's resume state: beside the checkpoint, deliberately not a DVC out (see dvc.yaml)."""
+    return CHECKPOINT_DIR / f"{model}.resume.pt"
+
+
 def metrics_path(model: str, part: str, metrics_dir: Path = METRICS_DIR) -> Path:
     if part not in METRIC_PARTS:
         raise ValueError(f"metrics part {part!r}: expected one of {', '.join(METRIC_PARTS)}")
