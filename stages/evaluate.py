@@ -1,4 +1,4 @@
-"""DVC stage `evaluate@<model>`: python stages/evaluate.py MODEL (see segbench.cli.cmd_evaluate)."""
+"""DVC stage `evaluate@<model>-<seed>`: python stages/evaluate.py MODEL SEED (see segbench.cli.cmd_evaluate)."""
 import sys
 
 from segbench.cli import main

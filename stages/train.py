@@ -1,4 +1,4 @@
-"""DVC stage `train@<model>`: python stages/train.py MODEL (see segbench.cli.cmd_train)."""
+"""DVC stage `train@<model>-<seed>`: python stages/train.py MODEL SEED (see segbench.cli.cmd_train)."""
 import sys
 
 from segbench.cli import main

@@ -1,6 +1,6 @@
 """Command line: one sub-command per pipeline stage, plus tools.
 
-    segbench download | preprocess | train MODEL | evaluate MODEL | profile MODEL | plot
+    segbench download | preprocess | train MODEL SEED | evaluate MODEL SEED | aggregate MODEL | profile MODEL | plot
     segbench check                 validate params.yaml and exit
     segbench generate OUT ...      write a synthetic dataset anywhere
     segbench html-template [OUT]   write the offline page `dvc plots show` fills (the plot stage does too)
@@ -64,50 +64,62 @@ def cmd_train(args) -> None:
 
     params = _params(args)
     spec = params.model(args.model)
+    seed = params.seed_of(args.seed)
     if spec.train.launcher == "torchrun" and not inside_torchrun():
         from .data.dataset import load_manifest
 
         load_manifest(paths.PROCESSED_DIR)  # a missing cache is one line here, not one per rank
-        code = run_under_torchrun(spec.train.nproc, ["--params", args.params, "train", args.model])
+        code = run_under_torchrun(spec.train.nproc, ["--params", args.params, "train", args.model, str(seed)])
         if code:
             raise SystemExit(code)
         return
     with process_group(spec.train.device) as dist:
-        metrics = train_and_save(spec, paths.PROCESSED_DIR, paths.checkpoint_path(args.model), seed=params.seed,
-                                 log_dir=paths.train_log_dir(args.model), augmentation=params.augmentation,
-                                 metrics_path=paths.metrics_path(args.model, "train"), dist=dist)
+        metrics = train_and_save(spec, paths.PROCESSED_DIR, paths.checkpoint_path(args.model, seed), seed=seed,
+                                 log_dir=paths.train_log_dir(args.model, seed), augmentation=params.augmentation,
+                                 metrics_path=paths.seed_metrics_path(args.model, seed, "train"), dist=dist)
     if dist.is_main:
         ranks = f" on {dist.world_size} processes" if dist.world_size > 1 else ""
         depth = f", depth RMSE {metrics['best_val_depth_rmse']:.3f} m" if "best_val_depth_rmse" in metrics else ""
-        print(f"{args.model}: best val mIoU {metrics['best_val_miou']:.4f}{depth} at epoch {metrics['best_epoch']} "
+        print(f"{args.model} seed {seed}: best val mIoU {metrics['best_val_miou']:.4f}{depth} at epoch {metrics['best_epoch']} "
               f"in {metrics['train_time_s']:.1f} s{ranks}")
 
 
 def cmd_evaluate(args) -> None:
     from . import model_figures as figures
     from .evaluate import evaluate_checkpoint
-    from .io import write_json, write_text
+    from .io import save_npz, write_json
     from .report_figures import save
 
     params = _params(args)
     params.model(args.model)
+    seed = params.seed_of(args.seed)
     cfg = params.evaluate
-    result = evaluate_checkpoint(paths.checkpoint_path(args.model), paths.PROCESSED_DIR, cfg.split, cfg.batch_size,
+    result = evaluate_checkpoint(paths.checkpoint_path(args.model, seed), paths.PROCESSED_DIR, cfg.split, cfg.batch_size,
                                  params.train.device, samples=cfg.samples, ap_bins=cfg.ap_bins)
-    write_json(paths.metrics_path(args.model, "eval"), result.report)
-    matrix, names = result.confusion.matrix.numpy(), result.class_names
-    write_text(paths.confusion_csv(args.model), figures.confusion_plot_csv(matrix, names))
-    write_text(paths.confusion_matrix_csv(args.model), figures.confusion_table_csv(matrix, names))
-    save(figures.confusion_figure(matrix, names, f"confusion matrix ({result.split} split, row-normalised)"),
-         paths.confusion_png(args.model), params.plot.dpi)
-    save(figures.predictions_figure(result.samples, names, "first validation images"), paths.predictions_png(args.model),
-         params.plot.dpi)
+    save_npz(paths.per_image_path(args.model, seed), confusion=result.confusion.matrix.numpy(),
+             class_names=result.class_names, **result.per_image)
+    save(figures.predictions_figure(result.samples, result.class_names, f"first validation images (seed {seed})"),
+         paths.seed_predictions_png(args.model, seed), params.plot.dpi)
+    write_json(paths.seed_metrics_path(args.model, seed, "eval"), result.report)
     note = "" if result.report["split_source"] == "the dataset's own" else f" ({result.report['split_source']})"
     depth = ""
     if "depth_rmse" in result.report:
         depth = (f", depth RMSE {result.report['depth_rmse']:.3f} m (mean-depth predictor "
                  f"{result.report['depth_rmse_mean_baseline']:.3f} m)")
-    print(f"{args.model}: {result.split} mIoU {result.report['miou']:.4f}, mAP {result.report['map']:.4f}{depth}{note}")
+    print(f"{args.model} seed {seed}: {result.split} mIoU {result.report['miou']:.4f}, mAP {result.report['map']:.4f}"
+          f"{depth}{note}")
+
+
+def cmd_aggregate(args) -> None:
+    from .aggregate import aggregate_model
+
+    params = _params(args)
+    params.model(args.model)
+    summary = aggregate_model(args.model, params.seeds, dpi=params.plot.dpi)
+    miou = summary["eval"]["miou"]
+    spread = (f" +- {miou['ci95_high'] - miou['mean']:.4f} (95% CI over {miou['n']} seeds)" if miou["n"] > 1
+              else " (1 seed: no interval)")
+    print(f"{args.model}: test mIoU {miou['mean']:.4f}{spread}")
 
 
 def cmd_profile(args) -> None:
@@ -121,7 +133,8 @@ def cmd_profile(args) -> None:
     params = _params(args)
     params.model(args.model)
     cfg = params.profile
-    model, ckpt = load_checkpoint(paths.checkpoint_path(args.model))
+    # Cost does not depend on the training seed: the first seed's checkpoint is profiled.
+    model, ckpt = load_checkpoint(paths.checkpoint_path(args.model, params.seeds[0]))
     result = profile(model, tuple(ckpt["image_size"]), input_sizes=cfg.input_sizes, batch_size=cfg.batch_size,
                      threads=cfg.threads, warmup=cfg.warmup, min_runs=cfg.min_runs, max_runs=cfg.max_runs,
                      time_budget_s=cfg.time_budget_s, cuda=resolve_device(cfg.device).type == "cuda",
@@ -139,11 +152,11 @@ def cmd_plot(args) -> None:
     from .report import build_report
 
     params = _params(args)
-    models = list(params.models)
-    df = build_report(paths.METRICS_DIR, paths.PLOTS_DIR, models, dpi=params.plot.dpi,
-                      log_dirs={m: paths.train_log_dir(m) for m in models})
+    df = build_report(paths.METRICS_DIR, paths.PLOTS_DIR, list(params.models), params.seeds, dpi=params.plot.dpi,
+                      resamples=params.plot.bootstrap, bootstrap_seed=params.plot.bootstrap_seed)
     write_template()
-    print(df[["pareto", "miou", "train_time_s", "latency_cpu_ms", "size_mb"]].to_string(float_format=lambda v: f"{v:.4g}"))
+    print(df[["pareto", "miou", "miou_vs_best", "train_time_s", "latency_cpu_ms", "size_mb"]].to_string(
+        float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {paths.summary_md()} and the report's plots; `dvc plots show` renders them offline")
 
 
@@ -168,10 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="validate the params file").set_defaults(fn=cmd_check)
     sub.add_parser("download", help="stage: fetch or generate the raw dataset").set_defaults(fn=cmd_download)
     sub.add_parser("preprocess", help="stage: decode + resize into the cache").set_defaults(fn=cmd_preprocess)
-    for name, fn, what in (("train", cmd_train, "train one model"), ("evaluate", cmd_evaluate, "score one model"),
+    for name, fn, what in (("train", cmd_train, "train one model with one seed"),
+                           ("evaluate", cmd_evaluate, "score one model's checkpoint of one seed"),
+                           ("aggregate", cmd_aggregate, "summarise one model's seeds (mean, sd, 95% CI)"),
                            ("profile", cmd_profile, "measure one model's cost")):
         p = sub.add_parser(name, help=f"stage: {what}")
         p.add_argument("model", help="a key of models: in the params file")
+        if name in ("train", "evaluate"):
+            p.add_argument("seed", help="a training seed listed in seeds: in the params file")
         p.set_defaults(fn=fn)
     sub.add_parser("plot", help="stage: cross-model tables and plots").set_defaults(fn=cmd_plot)
     tpl = sub.add_parser("html-template", help="write the offline page template `dvc plots show` uses (no CDN)")

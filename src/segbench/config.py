@@ -224,6 +224,8 @@ class ProfileConfig:
 @dataclass(frozen=True)
 class PlotConfig:
     dpi: int = option(120, min=50, max=600)
+    bootstrap: int = option(2000, min=100, max=100000)  # test-image resamples for the intervals of differences
+    bootstrap_seed: int = option(0, min=0, max=2**32 - 1)  # the resamples are the same on every run
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,7 @@ class ModelSpec:
 @dataclass(frozen=True)
 class Params:
     seed: int
+    seeds: tuple[int, ...]
     data: DataConfig
     train: TrainConfig
     evaluate: EvaluateConfig
@@ -255,12 +258,25 @@ class Params:
             raise ConfigError(f"{self.source}: models: no model named {name!r}; defined: {', '.join(self.models)}")
         return self.models[name]
 
+    def seed_of(self, text: str | int) -> int:
+        """A training seed named on the command line (a DVC stage's matrix value): one of `seeds`."""
+        listed = ", ".join(map(str, self.seeds))
+        try:
+            seed = int(str(text), 10)
+        except ValueError:
+            raise ConfigError(f"seed {text!r}: not an integer; expected one of seeds: [{listed}]") from None
+        if seed not in self.seeds:
+            raise ConfigError(f"{self.source}: seeds: [{listed}] does not list seed {seed}; add it there "
+                              "(dvc.yaml's matrix runs each model once per listed seed)")
+        return seed
+
 
 @dataclass(frozen=True)
 class _Sections:
     """Everything in params.yaml but `models:` (which is parsed per architecture)."""
 
-    seed: int = option(0, min=0, max=2**32 - 1)
+    seed: int = option(0, min=0, max=2**32 - 1)  # the data's: synthetic generation, carved splits, subsets
+    seeds: tuple[int, ...] = option((0,), min=0, max=2**32 - 1)  # training replicates: one run per model and seed
     task: str = option("segmentation", choices=_task_names)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -270,7 +286,7 @@ class _Sections:
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
 
 
-_TOP_KEYS = ("seed", "task", "data", "augmentation", "train", "evaluate", "profile", "plot", "models")
+_TOP_KEYS = ("seed", "seeds", "task", "data", "augmentation", "train", "evaluate", "profile", "plot", "models")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -296,6 +312,10 @@ def _parse_models(raw: Any, shared_train: TrainConfig, task: str) -> dict[str, M
         if "arch" not in entry:
             raise ConfigError(f"{key}.arch: required key is missing")
         arch = entry.pop("arch")
+        if "seeds" in entry:
+            raise ConfigError(f"{key}.seeds: seeds are one list for every model (the top-level seeds:, which dvc.yaml's "
+                              "matrix crosses with models:); remove it here, or run the model in an experiment with "
+                              "`dvc exp run -S 'seeds=[...]'`")
         train = parse(TrainConfig, entry.pop("train", None), f"{key}.train", base=shared_train)
         options = validate_model_options(arch, entry, key)
         # Cross-registry checks (task x architecture, task x training settings) live here, above both.
@@ -344,6 +364,15 @@ def _check_ignore_index(data: DataConfig) -> None:
         raise ConfigError(problem)
 
 
+def _check_seeds(seeds: tuple[int, ...]) -> None:
+    if not seeds:
+        raise ConfigError("seeds: [] is empty; expected at least one training seed, e.g. seeds: [0, 1, 2]")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"seeds: {list(seeds)} lists {', '.join(map(str, repeated))} more than once; a repeated seed "
+                          "reruns the same training (no new information) and would name the same DVC stage twice")
+
+
 def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
     try:
         if not isinstance(raw, dict):
@@ -357,12 +386,13 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
             raise ConfigError(f"{unknown[0]}: unknown section{did_you_mean(unknown[0], list(_TOP_KEYS))}; "
                               f"valid: {', '.join(_TOP_KEYS)}")
         top = parse(_Sections, parse_top, "")
+        _check_seeds(top.seeds)
         models = _parse_models(raw.get("models"), top.train, top.task)
         _check_batch_norm(models, raw.get("models"), top.data.image_size)
         _check_ignore_index(top.data)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    return Params(seed=top.seed, data=top.data, train=top.train, evaluate=top.evaluate,
+    return Params(seed=top.seed, seeds=top.seeds, data=top.data, train=top.train, evaluate=top.evaluate,
                   profile=top.profile, plot=top.plot, models=models, augmentation=top.augmentation,
                   task=top.task, source=source)
 

@@ -39,9 +39,9 @@ class Evaluation:
     def confusion(self) -> ConfusionMatrix:
         return self.meters[0].confusion
 
-    @property
-    def loss(self) -> float:
-        return self.losses.get("loss", float("nan"))
+    def per_image(self) -> dict[str, np.ndarray]:
+        """The meters' per-image statistics (empty unless run with per_image=True)."""
+        return {k: v for meter in self.meters for k, v in meter.per_image().items()}
 
     def report(self, class_names: list[str]) -> dict:
         """The scores of eval.json: flat values plus per-class ones keyed by class name."""
@@ -50,12 +50,14 @@ class Evaluation:
 
 @torch.inference_mode()
 def run_evaluation(model: nn.Module, loader: DataLoader, task: Segmentation, num_classes: int, ignore_index: int,
-                   device: torch.device, criterion: nn.Module | None = None, ap_bins: int | None = None) -> Evaluation:
+                   device: torch.device, criterion: nn.Module | None = None, ap_bins: int | None = None,
+                   per_image: bool = False) -> Evaluation:
     """One pass over `loader` in float32. `ap_bins` also collects the score histograms for average
-    precision (the per-epoch validation during training does not need them)."""
+    precision and `per_image` the per-image statistics (the per-epoch validation during training
+    needs neither)."""
     was_training = model.training
     model.eval()
-    meters = task.meters(num_classes, ignore_index, ap_bins)
+    meters = task.meters(num_classes, ignore_index, ap_bins, per_image)
     sums: dict[str, float] = {}
     batches = 0
     for batch in loader:
@@ -142,6 +144,7 @@ class CheckpointEvaluation:
     class_names: list[str]
     split: str
     samples: PredictionSamples  # the first validation images, predicted
+    per_image: dict  # segbench.stats' per-image statistics ("mask_counts", "depth_sums" for seg_depth)
 
 
 def evaluate_checkpoint(checkpoint_path, cache_dir, split: str = "test", batch_size: int = 32, device: str = "auto",
@@ -160,10 +163,10 @@ def evaluate_checkpoint(checkpoint_path, cache_dir, split: str = "test", batch_s
     model = model.to(dev)
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
     evaluation = run_evaluation(model, loader, task, len(data.class_names), data.manifest["ignore_index"], dev,
-                                ap_bins=ap_bins)
+                                ap_bins=ap_bins, per_image=True)
     report = {"split": split, "split_source": split_source(manifest, split), **evaluation.report(data.class_names)}
     report.update(task.baselines(data, report))
     val = data if split == "val" else task.dataset(cache_dir, "val")
     return CheckpointEvaluation(report=report, confusion=evaluation.confusion,
-                                class_names=list(data.class_names), split=split,
+                                class_names=list(data.class_names), split=split, per_image=evaluation.per_image(),
                                 samples=predict_samples(model, val, samples, dev))

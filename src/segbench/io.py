@@ -94,6 +94,29 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
             np.save(fh, array, allow_pickle=False)
 
 
+def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
+    """Compressed named arrays, no pickles (a list of strings becomes a unicode array)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{name: np.asarray(value) for name, value in arrays.items()})
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of an .npz file, read in full; a missing or unreadable file is one DataError line."""
+    import zipfile
+
+    from .errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc}); re-run the stage that writes it") from None
+
+
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     import torch
 

@@ -34,6 +34,33 @@ class ConfusionMatrix:
         return scores_from_confusion(self.matrix.numpy())
 
 
+class PerImageCounts:
+    """Per image and class: (tp, fp, fn) pixel counts, ignored pixels dropped. Summed over the
+    images they give the split's confusion-matrix scores; resampled images, a bootstrap's
+    (segbench.stats). Kept at evaluation only (80 test images x 6 classes: 1440 numbers)."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.rows: list[torch.Tensor] = []
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """A batch of predicted and true class indices, N x H x W (first dimension: the image)."""
+        c, n = self.num_classes, pred.shape[0]
+        pred, target = pred.reshape(n, -1).to("cpu", torch.int64), target.reshape(n, -1).to("cpu", torch.int64)
+        keep = (target != self.ignore_index) & (target >= 0) & (target < c)
+        image = torch.arange(n).unsqueeze(1).expand_as(target)
+        idx = (image * c * c + target * c + pred)[keep]
+        matrix = torch.bincount(idx, minlength=n * c * c).reshape(n, c, c)
+        tp = matrix.diagonal(dim1=1, dim2=2)
+        self.rows.append(torch.stack([tp, matrix.sum(1) - tp, matrix.sum(2) - tp], dim=-1))
+
+    def counts(self) -> np.ndarray:
+        """[images, classes, 3] int64: tp, fp, fn."""
+        if not self.rows:
+            return np.zeros((0, self.num_classes, 3), np.int64)
+        return torch.cat(self.rows).numpy()
+
+
 @dataclass(frozen=True)
 class Scores:
     iou: np.ndarray  # per class, NaN where undefined
@@ -164,23 +191,35 @@ class DepthScores:
 
 
 class DepthErrors:
-    """Accumulates depth errors batch by batch; `scores()` gives the split's DepthScores."""
+    """Accumulates depth errors batch by batch; `scores()` gives the split's DepthScores. With
+    `per_image`, also each image's sums (`per_image_sums()`), for a bootstrap over images."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_image: bool = False) -> None:
         self.sums = np.zeros(6, np.float64)  # squared error, abs error, abs rel, delta1..3 counts
         self.pixels = 0
+        self.rows: list[np.ndarray] | None = [] if per_image else None
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """pred and target in metres, same number of elements; target 0 (or less) is not counted."""
-        pred = pred.detach().reshape(-1).to("cpu", torch.float64)
-        target = target.detach().reshape(-1).to("cpu", torch.float64)
+        """pred and target in metres, the same number of elements per image (first dimension: the
+        image); target 0 (or less) is not counted."""
+        n = target.shape[0] if target.dim() > 1 else 1
+        pred = pred.detach().reshape(n, -1).to("cpu", torch.float64)
+        target = target.detach().reshape(n, -1).to("cpu", torch.float64)
         valid = target > 0
-        p, t = pred[valid].clamp_min(DEPTH_FLOOR), target[valid]
-        err = p - t
+        p, t = pred.clamp_min(DEPTH_FLOOR), torch.where(valid, target, torch.ones_like(target))
+        err = torch.where(valid, p - t, torch.zeros_like(p))
         ratio = torch.maximum(p / t, t / p)
-        self.sums += np.array([(err ** 2).sum().item(), err.abs().sum().item(), (err.abs() / t).sum().item(),
-                               *((ratio < DELTA_BASE ** k).sum().item() for k in (1, 2, 3))])
-        self.pixels += int(valid.sum())
+        per_image = torch.stack([(err ** 2).sum(1), err.abs().sum(1), (err.abs() / t).sum(1),
+                                 *(((ratio < DELTA_BASE ** k) & valid).sum(1).double() for k in (1, 2, 3)),
+                                 valid.sum(1).double()], dim=1).numpy()
+        self.sums += per_image[:, :6].sum(0)
+        self.pixels += int(per_image[:, 6].sum())
+        if self.rows is not None:
+            self.rows.append(per_image)
+
+    def per_image_sums(self) -> np.ndarray:
+        """[images, 7]: squared error, |error|, |error| / truth, delta1..3 counts, valid pixels."""
+        return np.concatenate(self.rows) if self.rows else np.zeros((0, 7), np.float64)
 
     def scores(self) -> DepthScores:
         if self.pixels == 0:

@@ -24,18 +24,46 @@ REPORT_FIGURES = ("miou_vs_train_time", "miou_vs_latency_cpu", "miou_vs_latency_
 REPORT_TEMPLATE = PLOTS_DIR / "report_template.html"
 
 
-# --- per model -----------------------------------------------------------------------------------
+# --- per model and seed (train@<model>-<seed>, evaluate@<model>-<seed>) --------------------------
+# Each training seed of a model has its own checkpoint and its own metrics under .../seeds/<seed>/;
+# the aggregate stage summarises them into the model's metrics/<model>/{train,eval}.json.
 
-def checkpoint_path(model: str) -> Path:
-    return CHECKPOINT_DIR / f"{model}.pt"
+SEED_PARTS = ("train", "eval")  # metrics/<model>/seeds/<seed>/<part>.json
 
 
-def resume_path(model: str) -> Path:
-    """Training's resume state: beside the checkpoint, deliberately not a DVC out (see dvc.yaml)."""
-    return CHECKPOINT_DIR / f"{model}.resume.pt"
+def checkpoint_path(model: str, seed: int) -> Path:
+    return CHECKPOINT_DIR / model / f"seed{seed}.pt"
 
+
+def seeds_dir(model: str, root: Path) -> Path:
+    """<root>/<model>/seeds: every seed's files (root: METRICS_DIR or PLOTS_DIR)."""
+    return Path(root) / model / "seeds"
+
+
+def seed_metrics_path(model: str, seed: int, part: str, metrics_dir: Path = METRICS_DIR) -> Path:
+    if part not in SEED_PARTS:
+        raise ValueError(f"seed metrics part {part!r}: expected one of {', '.join(SEED_PARTS)}")
+    return seeds_dir(model, metrics_dir) / str(seed) / f"{part}.json"
+
+
+def per_image_path(model: str, seed: int, metrics_dir: Path = METRICS_DIR) -> Path:
+    """The evaluated split's per-image statistics (segbench.stats): what the bootstrap resamples."""
+    return seeds_dir(model, metrics_dir) / str(seed) / "per_image.npz"
+
+
+def train_log_dir(model: str, seed: int, plots_dir: Path = PLOTS_DIR) -> Path:
+    """The DVCLive log of one training run (its per-epoch curves)."""
+    return seeds_dir(model, plots_dir) / str(seed) / "train_log"
+
+
+def seed_predictions_png(model: str, seed: int, plots_dir: Path = PLOTS_DIR) -> Path:
+    return seeds_dir(model, plots_dir) / str(seed) / "predictions.png"
+
+
+# --- per model (aggregate@<model>, profile@<model>) -----------------------------------------------
 
 def metrics_path(model: str, part: str, metrics_dir: Path = METRICS_DIR) -> Path:
+    """metrics/<model>/<part>.json: train and eval summarise the seeds (aggregate), profile is once per model."""
     if part not in METRIC_PARTS:
         raise ValueError(f"metrics part {part!r}: expected one of {', '.join(METRIC_PARTS)}")
     return Path(metrics_dir) / model / f"{part}.json"
@@ -45,18 +73,13 @@ def model_plots_dir(model: str, plots_dir: Path = PLOTS_DIR) -> Path:
     return Path(plots_dir) / model
 
 
-def train_log_dir(model: str, plots_dir: Path = PLOTS_DIR) -> Path:
-    """The DVCLive log of one training run (its per-epoch curves)."""
-    return model_plots_dir(model, plots_dir) / "train_log"
-
-
 def confusion_csv(model: str) -> Path:
-    """The confusion matrix as DVC's confusion template wants it (rows of actual, predicted)."""
+    """The confusion matrix (every seed's pooled) as DVC's confusion template wants it (rows of actual, predicted)."""
     return model_plots_dir(model) / "confusion.csv"
 
 
 def confusion_matrix_csv(model: str) -> Path:
-    """The confusion matrix as a table of counts."""
+    """The confusion matrix as a table of counts (every seed's pooled)."""
     return model_plots_dir(model) / "confusion_matrix.csv"
 
 
@@ -65,11 +88,12 @@ def confusion_png(model: str) -> Path:
 
 
 def predictions_png(model: str) -> Path:
+    """The first seed's prediction samples (every seed's are in plots/<model>/seeds/<seed>/)."""
     return model_plots_dir(model) / "predictions.png"
 
 
-def evaluate_plot_files(model: str) -> list[Path]:
-    """Every file the evaluate stage writes under plots/<model>."""
+def aggregate_plot_files(model: str) -> list[Path]:
+    """Every file the aggregate stage writes under plots/<model>."""
     return [confusion_csv(model), confusion_matrix_csv(model), confusion_png(model), predictions_png(model)]
 
 

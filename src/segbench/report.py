@@ -8,6 +8,10 @@ an axis without measurements (no GPU) still gets its data file and a PNG that sa
 Task seg_depth adds depth columns to the summary and `depth_rmse_vs_cost`: depth RMSE (lower
 is better) against each cost, with the mean-depth predictor's RMSE as the line to beat. A
 segmentation-only benchmark gets that file too, empty, and a PNG that says so.
+
+Quality is a mean over the training seeds with its 95% interval (metrics/<model>/eval.json, from
+the aggregate stage); segbench.comparison says which differences are significant. A model is off
+a Pareto front only when another model is significantly better at no more cost.
 """
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ import numpy as np
 import pandas as pd
 
 from . import paths
+from .comparison import ScoreComparison, compare_scores, load_per_image, significance_sentence
 from .errors import DataError
 from .io import read_json, write_text
+from .stats import is_summary, mean_of
 
 MISSING = "—"
 CURVE_METRICS = ("train_loss", "val_loss", "val_miou", "lr", "val_depth_rmse", "train_depth_loss", "val_depth_loss")
@@ -81,8 +87,15 @@ class ModelMetrics:
     profile: dict
 
     def get(self, part: str, key: str) -> float:
+        """A number, or the mean over seeds of a summarised one; NaN when absent."""
+        return mean_of(getattr(self, part).get(key))
+
+    def interval(self, part: str, key: str) -> tuple[float, float]:
+        """The 95% interval over seeds; NaN for one seed or a number that is not summarised."""
         value = getattr(self, part).get(key)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        if not is_summary(value):
+            return math.nan, math.nan
+        return mean_of(value.get("ci95_low")), mean_of(value.get("ci95_high"))
 
     @property
     def training_size(self) -> str:
@@ -90,7 +103,9 @@ class ModelMetrics:
         return f"{h}x{w}" if isinstance(h, int) and isinstance(w, int) else "training size"
 
 
-def load_metrics(metrics_dir: Path, models: list[str]) -> list[ModelMetrics]:
+def load_metrics(metrics_dir: Path, models: list[str], seeds: list[int] | None = None) -> list[ModelMetrics]:
+    """Each model's summarised train/eval metrics and its profile; with `seeds`, the summaries must
+    cover exactly those seeds (otherwise the aggregate stage is out of date)."""
     if not models:
         raise DataError("params.yaml: models: is empty; list at least one model to report on")
     loaded = []
@@ -98,27 +113,37 @@ def load_metrics(metrics_dir: Path, models: list[str]) -> list[ModelMetrics]:
         parts = {}
         for part in paths.METRIC_PARTS:
             path = paths.metrics_path(name, part, metrics_dir)
+            stage = "aggregate" if part in paths.SEED_PARTS else part
             if not path.is_file():
-                raise DataError(f"{path}: file not found; run `dvc repro` (the {part} stage of model {name!r}) first")
+                raise DataError(f"{path}: file not found; run `dvc repro` (the {stage} stage of model {name!r}) first")
             parts[part] = read_json(path)
             if not isinstance(parts[part], dict):
                 raise DataError(f"{path}: expected a JSON object of metrics")
+            if seeds is not None and part in paths.SEED_PARTS and parts[part].get("seeds") != list(seeds):
+                raise DataError(f"{path}: summarises seeds {parts[part].get('seeds')} but params.yaml lists seeds: "
+                                f"{list(seeds)}; run `dvc repro` (aggregate@{name})")
         loaded.append(ModelMetrics(name, parts["train"], parts["eval"], parts["profile"]))
     return loaded
 
 
 # --- Pareto ------------------------------------------------------------------------------------
 
-def pareto_front(quality: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    """Members: no other point has quality >= and cost <= with one of them strict.
+def pareto_front(quality: np.ndarray, cost: np.ndarray, better: np.ndarray | None = None) -> np.ndarray:
+    """Members of the front. Without `better` (exact values): no other point has quality >= and
+    cost <= with one of them strict; exact ties (same cost, same quality) are all members.
 
-    Exact ties (same cost, same quality) are all members; a point with missing quality or
-    cost is never a member and never dominates another.
+    With `better` (better[j, i]: j is significantly better than i, segbench.comparison): a point
+    is off the front only when another is significantly better at no more cost; a model tied
+    with a cheaper one stays on (the data cannot say it is worse). A point with missing quality
+    or cost is never a member and never dominates another.
     """
     quality, cost = np.asarray(quality, float), np.asarray(cost, float)
     valid = ~np.isnan(quality) & ~np.isnan(cost)
     q, c = quality[:, None], cost[:, None]  # row i, column j: does j dominate i?
-    dominates = (quality[None] >= q) & (cost[None] <= c) & ((quality[None] > q) | (cost[None] < c)) & valid[None]
+    if better is None:
+        dominates = (quality[None] >= q) & (cost[None] <= c) & ((quality[None] > q) | (cost[None] < c)) & valid[None]
+    else:
+        dominates = np.asarray(better, bool).T & (cost[None] <= c) & valid[None]
     return valid & ~dominates.any(axis=1)
 
 
@@ -140,8 +165,9 @@ def latency_settings(metrics: list[ModelMetrics], device: str) -> list[tuple[str
     return [(label, key) for label, (_, key) in sorted(found.items(), key=lambda item: item[1][0])]
 
 
-def tradeoff_table(metrics: list[ModelMetrics], axis: CostAxis) -> pd.DataFrame:
-    """Long form: one row per (setting, model): model, setting, cost, miou, pareto (within the setting)."""
+def tradeoff_table(metrics: list[ModelMetrics], axis: CostAxis, better: np.ndarray | None = None) -> pd.DataFrame:
+    """Long form: one row per (setting, model): model, setting, cost, miou, its 95% interval over
+    seeds (error bars; empty for one seed), pareto (within the setting; `better`: see pareto_front)."""
     if axis.per_setting:
         device = axis.column.split("_")[1]
         settings = latency_settings(metrics, device) or [(f"{metrics[0].training_size} (training size)", axis.column)]
@@ -156,38 +182,64 @@ def tradeoff_table(metrics: list[ModelMetrics], axis: CostAxis) -> pd.DataFrame:
             "setting": label,
             axis.column: [m.get(part, key) for m in metrics],
             "miou": [m.get("eval", "miou") for m in metrics],
+            "miou_ci95_low": [m.interval("eval", "miou")[0] for m in metrics],
+            "miou_ci95_high": [m.interval("eval", "miou")[1] for m in metrics],
         })
-        frame["pareto"] = pareto_front(frame["miou"].to_numpy(), frame[axis.column].to_numpy())
+        frame["pareto"] = pareto_front(frame["miou"].to_numpy(), frame[axis.column].to_numpy(), better)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
-def summary_table(metrics: list[ModelMetrics]) -> pd.DataFrame:
-    """One row per model, sorted by mIoU (best first, missing last); `pareto` names the fronts it is on."""
+def _with_comparison(row: dict, score: str, comparison: ScoreComparison | None) -> None:
+    """<score>_vs_best (model - best, mean over seeds), its 95% interval and whether it is tied with the best."""
+    if comparison is None:
+        return
+    c = comparison.vs_best[row["model"]]
+    row[f"{score}_vs_best"] = c.diff
+    row[f"{score}_vs_best_low"], row[f"{score}_vs_best_high"] = c.low, c.high
+    row[f"{score}_tied_with_best"] = comparison.tied_with_best(row["model"])
+
+
+def summary_table(metrics: list[ModelMetrics], comparisons: dict[str, ScoreComparison] | None = None) -> pd.DataFrame:
+    """One row per model, sorted by mIoU (best first, missing last); `pareto` names the fronts it is
+    on (significance-aware when `comparisons` has mIoU); `seeds`: how many seeds the means cover."""
+    comparisons = comparisons or {}
     rows = []
     for m in metrics:
         row = {"model": m.name}
         for column, part, key, _ in SUMMARY:
             row[column] = m.get(part, key)
+            if column == "miou":
+                row["miou_ci95_low"], row["miou_ci95_high"] = m.interval("eval", "miou")
+                row["seeds"] = len(m.eval.get("seeds") or [None])
+                _with_comparison(row, "miou", comparisons.get("miou"))
         for label, key in latency_settings([m], "cpu"):
             if key != "latency_cpu_ms":
                 row[f"latency_cpu_{label.split()[0]}_ms"] = m.get("profile", key)
         if not math.isnan(m.get("eval", "depth_rmse")):
-            row.update({column: m.get(part, key) for column, part, key, _ in DEPTH_SUMMARY})
+            for column, part, key, _ in DEPTH_SUMMARY:
+                row[column] = m.get(part, key)
+                if column == "depth_rmse":
+                    row["depth_rmse_ci95_low"], row["depth_rmse_ci95_high"] = m.interval("eval", "depth_rmse")
+                    _with_comparison(row, "depth_rmse", comparisons.get("depth_rmse"))
         rows.append(row)
     df = pd.DataFrame(rows)
-    extra = [c for c in df.columns if c not in {"model", *(column for column, *_ in SUMMARY + DEPTH_SUMMARY)}]
+    known = {"model", *(column for column, *_ in SUMMARY + DEPTH_SUMMARY)}
+    extra = [c for c in df.columns if c.startswith("latency_cpu_") and c not in known]
     at = list(df.columns).index("latency_cpu_ms") + 1  # the other profiled sizes next to the training size
     df = df[[c for c in df.columns[:at] if c not in extra] + extra + [c for c in df.columns[at:] if c not in extra]]
     df["params"] = df["params"].round().astype("Int64")  # exact in the CSV, not 1.94266e+06
-    fronts = {axis.short: pareto_front(df["miou"].to_numpy(), df[axis.column].to_numpy()) for axis in AXES}
+    df["seeds"] = df["seeds"].astype("Int64")
+    better = comparisons["miou"].better if "miou" in comparisons else None
+    fronts = {axis.short: pareto_front(df["miou"].to_numpy(), df[axis.column].to_numpy(), better) for axis in AXES}
     df.insert(1, "pareto", [", ".join(s for s, on in fronts.items() if on[i]) for i in range(len(df))])
     return df.sort_values("miou", ascending=False, na_position="last", kind="stable").set_index("model")
 
 
-def depth_tradeoff_table(metrics: list[ModelMetrics]) -> pd.DataFrame:
+def depth_tradeoff_table(metrics: list[ModelMetrics], comparison: ScoreComparison | None = None) -> pd.DataFrame:
     """Long form: one row per (cost, model): model, setting (the cost), cost, depth_rmse, pareto
-    (lower RMSE at lower cost), mean_baseline. Models without depth metrics are left out; when
+    (lower RMSE at lower cost; with `comparison`, off the front only when another model's RMSE is
+    significantly lower at no more cost), mean_baseline. Models without depth metrics are left out; when
     none has them (task segmentation), every model is listed with an empty depth_rmse, so the
     file keeps its shape and the interactive plot draws empty panels rather than failing."""
     columns = ["model", "setting", "cost", "depth_rmse", "pareto", "mean_baseline"]
@@ -197,14 +249,17 @@ def depth_tradeoff_table(metrics: list[ModelMetrics]) -> pd.DataFrame:
         frame = pd.DataFrame({"model": [m.name for m in depth_models], "setting": setting,
                               "cost": [m.get(part, key) for m in depth_models],
                               "depth_rmse": [m.get("eval", "depth_rmse") for m in depth_models]})
-        frame["pareto"] = pareto_front(-frame["depth_rmse"].to_numpy(), frame["cost"].to_numpy())
+        better = None
+        if comparison is not None and [m.name for m in depth_models] == comparison.models:
+            better = comparison.better
+        frame["pareto"] = pareto_front(-frame["depth_rmse"].to_numpy(), frame["cost"].to_numpy(), better)
         frame["mean_baseline"] = [m.get("eval", "depth_rmse_mean_baseline") for m in depth_models]
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)[columns]
 
 
 def per_class_iou(metrics: list[ModelMetrics], order: list[str]) -> pd.DataFrame:
-    """Long form: model, class, class_index, iou (empty where undefined), models in `order`."""
+    """Long form: model, class, class_index, iou (mean over seeds; empty where undefined), models in `order`."""
     classes: list[str] = []
     for m in metrics:
         for name in (m.eval.get("iou_per_class") or {}):
@@ -215,31 +270,49 @@ def per_class_iou(metrics: list[ModelMetrics], order: list[str]) -> pd.DataFrame
     for rank, model in enumerate(order):
         ious = by_name[model].eval.get("iou_per_class") or {}
         for index, cls in enumerate(classes):
-            value = ious.get(cls)
-            rows.append({"model": model, "rank": rank, "class": cls, "class_index": index,
-                         "iou": float(value) if isinstance(value, (int, float)) else math.nan})
+            rows.append({"model": model, "rank": rank, "class": cls, "class_index": index, "iou": mean_of(ious.get(cls))})
     return pd.DataFrame(rows, columns=["model", "rank", "class", "class_index", "iou"])
 
 
-def training_curves(log_dirs: dict[str, Path]) -> pd.DataFrame:
-    """Long form from the DVCLive logs: model, epoch (1-based), train_loss, val_loss, val_miou, lr."""
+def read_train_log(log_dir: Path) -> pd.DataFrame | None:
+    """One DVCLive log: step plus one column per logged CURVE_METRICS; None when nothing is logged."""
+    merged = None
+    for metric in CURVE_METRICS:
+        path = log_dir / "plots" / "metrics" / f"{metric}.tsv"
+        if not path.is_file():
+            continue
+        try:
+            series = pd.read_csv(path, sep="\t", usecols=["step", metric])
+        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DataError(f"{path}: not a DVCLive metric log with columns step and {metric} ({exc})") from None
+        merged = series if merged is None else merged.merge(series, on="step", how="outer")
+    return merged
+
+
+def training_curves(log_dirs: dict[str, dict[int, Path]]) -> pd.DataFrame:
+    """Long form from the DVCLive logs ({model: {seed: log dir}}): model, epoch (1-based), seeds (how
+    many logged that epoch), then per metric its mean over seeds and the band <metric>_min/_max."""
     frames = []
-    for model, log_dir in log_dirs.items():
-        merged = None
-        for metric in CURVE_METRICS:
-            path = log_dir / "plots" / "metrics" / f"{metric}.tsv"
-            if not path.is_file():
-                continue
-            try:
-                series = pd.read_csv(path, sep="\t", usecols=["step", metric])
-            except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-                raise DataError(f"{path}: not a DVCLive metric log with columns step and {metric} ({exc})") from None
-            merged = series if merged is None else merged.merge(series, on="step", how="outer")
-        if merged is not None:
-            merged = merged.sort_values("step")
-            merged.insert(0, "model", model)
-            frames.append(merged)
-    columns = ["model", "epoch", *CURVE_METRICS]
+    for model, by_seed in log_dirs.items():
+        logs = []
+        for seed, log_dir in by_seed.items():
+            log = read_train_log(Path(log_dir))
+            if log is not None:
+                logs.append(log.assign(seed=seed))
+        if not logs:
+            continue
+        runs = pd.concat(logs, ignore_index=True)
+        metrics = [m for m in CURVE_METRICS if m in runs]
+        grouped = runs.groupby("step", sort=True)
+        frame = grouped[metrics].mean()
+        for metric in metrics:
+            frame[f"{metric}_min"], frame[f"{metric}_max"] = grouped[metric].min(), grouped[metric].max()
+        frame.insert(0, "seeds", grouped["seed"].nunique())
+        frame = frame.reset_index()
+        frame.insert(0, "model", model)
+        frames.append(frame)
+    bands = [f"{m}_{end}" for m in CURVE_METRICS for end in ("min", "max")]
+    columns = ["model", "epoch", "seeds", *CURVE_METRICS, *bands]
     if not frames:
         return pd.DataFrame(columns=columns)
     df = pd.concat(frames, ignore_index=True)
@@ -263,18 +336,62 @@ def fmt(value, column: str = "") -> str:
     return f"{value:.4g}"
 
 
-def markdown_table(df: pd.DataFrame) -> str:
-    """The README's table: GPU columns only when some model has them, missing values as a dash."""
+def _interval_cell(row, score: str) -> str:
+    """mean +- half the 95% interval over seeds (symmetric: Student t), or the mean alone for one seed."""
+    mean, low, high = row[score], row.get(f"{score}_ci95_low"), row.get(f"{score}_ci95_high")
+    if mean is None or pd.isna(mean):
+        return MISSING
+    if low is None or pd.isna(low) or high is None or pd.isna(high):
+        return fmt(mean, score)
+    return f"{fmt(mean, score)} ± {(high - low) / 2:.4f}"
+
+
+def _vs_best_cell(row, score: str) -> str:
+    diff = row.get(f"{score}_vs_best")
+    if diff is None or pd.isna(diff):
+        return MISSING
+    if row.get("_best"):
+        return "best"
+    text = f"{diff:+.4f} [{row[f'{score}_vs_best_low']:+.4f}, {row[f'{score}_vs_best_high']:+.4f}]"
+    return text + (" tied" if row[f"{score}_tied_with_best"] else "")
+
+
+COMPOSITE = {"miou": "mIoU (95% CI)", "depth_rmse": "depth RMSE (m, 95% CI)"}
+HIDDEN_SUFFIXES = ("_ci95_low", "_ci95_high", "_vs_best_low", "_vs_best_high", "_tied_with_best")
+
+
+def markdown_table(df: pd.DataFrame, best: dict[str, str] | None = None) -> str:
+    """The README's table: mean +- 95% CI over seeds, the difference to the best with its interval
+    (`tied`: the interval includes 0), GPU columns only when some model has them, missing as a dash."""
+    best = best or {}
     headers = {column: header for column, _, _, header in SUMMARY + DEPTH_SUMMARY}
-    shown = [c for c in df.columns if not (c.startswith("latency_cuda") and df[c].isna().all())]
+    headers.update(COMPOSITE, seeds="seeds", miou_vs_best="mIoU vs best (95% CI)",
+                   depth_rmse_vs_best="depth RMSE vs best (95% CI)")
+    shown = [c for c in df.columns if not (c.startswith("latency_cuda") and df[c].isna().all())
+             and not c.endswith(HIDDEN_SUFFIXES)]
     names = ["model", *(headers.get(c) or _latency_header(c) for c in shown)]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for model, row in df.iterrows():
-        cells = [fmt(row[c], c) if c != "pareto" else (row[c] or "") for c in shown]
+        cells = []
+        for c in shown:
+            if c in COMPOSITE:
+                cells.append(_interval_cell(row, c))
+            elif c.endswith("_vs_best"):
+                score = c[: -len("_vs_best")]
+                cells.append(_vs_best_cell(row.to_dict() | {"_best": best.get(score) == model}, score))
+            elif c == "pareto":
+                cells.append(row[c] or "")
+            elif c == "seeds":
+                cells.append(MISSING if pd.isna(row[c]) else str(int(row[c])))
+            else:
+                cells.append(fmt(row[c], c))
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     axes = ", ".join(axis.short for axis in AXES if df[axis.column].notna().any())
-    note = (f"\n`pareto`: the costs ({axes}) on whose mIoU Pareto front the model lies: no other model has at least "
-            f"its mIoU at no more cost, better in one of the two. Sorted by mIoU; {MISSING}: not measured.\n")
+    note = (f"\nQuality: the mean over the training seeds ± half its 95% interval (Student t; one seed: no interval). "
+            f"`vs best`: the difference to the best model with its 95% interval over seeds and test images (paired "
+            f"bootstrap, README \"How sure is a difference\"); `tied`: the interval includes 0. "
+            f"`pareto`: the costs ({axes}) on whose mIoU Pareto front the model lies: no other model is significantly "
+            f"better at no more cost. Sorted by mIoU; {MISSING}: not measured.\n")
     return "\n".join(lines) + "\n" + note
 
 
@@ -289,18 +406,21 @@ def _csv(df: pd.DataFrame, index: bool = False) -> str:
 
 # --- the stage -----------------------------------------------------------------------------------
 
-def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], dpi: int = 120,
-                 log_dirs: dict[str, Path] | None = None) -> pd.DataFrame:
+def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], seeds: list[int] | tuple[int, ...] = (0,),
+                 dpi: int = 120, resamples: int = 2000, bootstrap_seed: int = 0) -> pd.DataFrame:
     """Write every table, data file and PNG of the report; return the summary table."""
     from . import report_figures as figures
 
-    metrics = load_metrics(metrics_dir, models)
-    summary = summary_table(metrics)
+    seeds = list(seeds)
+    metrics = load_metrics(metrics_dir, models, seeds)
+    comparisons = compare_scores(load_per_image(metrics_dir, models, seeds), resamples, bootstrap_seed)
+    summary = summary_table(metrics, comparisons)
     plots_dir.mkdir(parents=True, exist_ok=True)
     colours = figures.model_colours(models)
+    miou = comparisons.get("miou")
 
     for axis in AXES:
-        table = tradeoff_table(metrics, axis)
+        table = tradeoff_table(metrics, axis, miou.better if miou else None)
         csv, png = paths.report_figure(f"miou_vs_{axis.name}", plots_dir)
         write_text(csv, _csv(table))
         figures.save(figures.tradeoff_figure(table, axis, colours), png, dpi)
@@ -310,20 +430,26 @@ def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], dpi: int
     write_text(csv, _csv(ious))
     figures.save(figures.heatmap_figure(ious), png, dpi)
 
-    log_dirs = log_dirs if log_dirs is not None else {m: paths.train_log_dir(m, plots_dir) for m in models}
-    curves = training_curves(log_dirs)
+    curves = training_curves({m: {seed: paths.train_log_dir(m, seed, plots_dir) for seed in seeds} for m in models})
     csv, png = paths.report_figure("training_curves", plots_dir)
     write_text(csv, _csv(curves))
     figures.save(figures.curves_figure(curves, colours), png, dpi)
 
-    depth = depth_tradeoff_table(metrics)
+    depth = depth_tradeoff_table(metrics, comparisons.get("depth_rmse"))
     csv, png = paths.report_figure("depth_rmse_vs_cost", plots_dir)
     write_text(csv, _csv(depth))
     figures.save(figures.depth_tradeoff_figure(depth, colours), png, dpi)
 
     write_text(paths.summary_csv(plots_dir), _csv(summary, index=True))
-    write_text(paths.summary_md(plots_dir), markdown_table(summary) + split_note(metrics))
+    best = {score: result.best for score, result in comparisons.items()}
+    write_text(paths.summary_md(plots_dir), markdown_table(summary, best) + split_note(metrics)
+               + significance_note(comparisons))
     return summary
+
+
+def significance_note(comparisons: dict[str, ScoreComparison]) -> str:
+    labels = {"miou": "mIoU", "depth_rmse": "depth RMSE"}
+    return "".join(significance_sentence(result, labels.get(score, score)) + "\n" for score, result in comparisons.items())
 
 
 def split_note(metrics: list[ModelMetrics]) -> str:

@@ -43,7 +43,8 @@ def _message_axes(ax, text: str) -> None:
 
 
 def tradeoff_figure(table: pd.DataFrame, axis, colours: dict[str, tuple]):
-    """One panel per setting (profiled size / precision): dots labelled by model, Pareto staircase, members ringed."""
+    """One panel per setting (profiled size / precision): dots labelled by model with their 95% interval over
+    seeds, Pareto staircase, members ringed."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -63,7 +64,8 @@ def tradeoff_figure(table: pd.DataFrame, axis, colours: dict[str, tuple]):
             ax.set_title(setting, fontsize=10)
     handles = [Line2D([], [], ls="", marker="o", color=colours.get(m, "grey"), label=m) for m in dict.fromkeys(table["model"])]
     handles += [Line2D([], [], ls="--", color="dimgrey", label="Pareto front"),
-                Line2D([], [], ls="", marker="o", ms=11, mfc="none", mec="black", label="on the front")]
+                Line2D([], [], ls="", marker="o", ms=11, mfc="none", mec="black", label="on the front"),
+                Line2D([], [], ls="-", marker="_", ms=8, color="dimgrey", label="95% CI over seeds")]
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
     return fig
 
@@ -74,6 +76,12 @@ def _tradeoff_panel(ax, data: pd.DataFrame, axis, colours: dict[str, tuple]) -> 
         return
     x, y = data[axis.column].to_numpy(float), data["miou"].to_numpy(float)
     ax.scatter(x, y, s=55, color=[colours.get(m, "grey") for m in data["model"]], zorder=3)
+    if {"miou_ci95_low", "miou_ci95_high"} <= set(data.columns):  # the 95% interval over seeds
+        low, high = data["miou_ci95_low"].to_numpy(float), data["miou_ci95_high"].to_numpy(float)
+        for xi, lo, hi, model in zip(x, low, high, data["model"]):
+            if not (math.isnan(lo) or math.isnan(hi)):
+                ax.errorbar([xi], [(lo + hi) / 2], yerr=[[(hi - lo) / 2], [(hi - lo) / 2]], fmt="none",
+                            ecolor=colours.get(model, "grey"), elinewidth=1.2, capsize=3, zorder=2)
     front = data[data["pareto"].astype(bool)].sort_values([axis.column, "miou"])
     ax.scatter(front[axis.column], front["miou"], s=170, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
     if len(front) > 1:  # a staircase: the best mIoU any budget buys
@@ -145,14 +153,20 @@ def curves_figure(curves: pd.DataFrame, colours: dict[str, tuple]):
         panels += (("val_depth_rmse", "validation depth RMSE (m)"),)
     fig = Figure(figsize=(5 * len(panels), 4.2), layout="constrained")
     axes = fig.subplots(1, len(panels))
-    fig.suptitle("Training curves (DVCLive logs)")
+    seeds = int(curves["seeds"].max()) if "seeds" in curves and curves["seeds"].notna().any() else 1
+    fig.suptitle("Training curves (DVCLive logs)" + (f": mean over seeds, band from the lowest to the highest seed"
+                                                     if seeds > 1 else ""))
     for ax, (column, label) in zip(axes, panels):
         data = curves.dropna(subset=[column])
         if data.empty:
             _message_axes(ax, f"no {label} logged")
             continue
         for model, rows in data.groupby("model", sort=False):
-            ax.plot(rows["epoch"], rows[column], marker="o", ms=3, color=colours.get(model, "grey"), label=model)
+            colour = colours.get(model, "grey")
+            ax.plot(rows["epoch"], rows[column], marker="o", ms=3, color=colour, label=model)
+            if f"{column}_min" in rows and (rows["seeds"] > 1).any():  # the band: lowest to highest seed
+                ax.fill_between(rows["epoch"], rows[f"{column}_min"], rows[f"{column}_max"], color=colour, alpha=0.18,
+                                lw=0)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_title(label)

@@ -5,7 +5,8 @@ task-specific branch. A task owns:
 
 - `outputs`: what the model returns; `targets`: the batch layout after the image (("mask",) or ("mask", "depth")) and `unpack`;
 - `criterion`: the named loss terms (segbench.losses.Criterion) and their weights;
-- `meters`: the accumulators that score a split (a confusion matrix, depth errors, ...);
+- `meters`: the accumulators that score a split (a confusion matrix, depth errors, ...) and, at
+  evaluation, keep the per-image statistics a bootstrap over test images needs;
 - `scores`: what is logged per epoch and may select the best epoch (`train.select`), with
   whether higher is better;
 - `prepare`: what a fresh model needs from the training split before it trains;
@@ -24,27 +25,35 @@ from torch import nn
 
 from .data.dataset import SegmentationCache
 from .losses import Criterion, DepthLoss, Term, build_loss, class_weights_from_manifest
-from .metrics import ConfusionMatrix, DepthErrors, DepthScores, ScoreHistogram
+from .metrics import ConfusionMatrix, DepthErrors, DepthScores, PerImageCounts, ScoreHistogram
 from .models.multitask import set_depth_statistics
 from .registry import Registry
 
 
 class MaskMeter:
     """Scores the "out" logits against the "mask" target: one confusion matrix (plus softmax-score
-    histograms for average precision when `ap_bins` is given)."""
+    histograms for average precision when `ap_bins` is given, per-image counts with `per_image`)."""
 
-    def __init__(self, num_classes: int, ignore_index: int, ap_bins: int | None = None) -> None:
+    def __init__(self, num_classes: int, ignore_index: int, ap_bins: int | None = None, per_image: bool = False) -> None:
         self.confusion = ConfusionMatrix(num_classes, ignore_index)
         self.histogram = ScoreHistogram(num_classes, ignore_index, ap_bins) if ap_bins else None
+        self.images = PerImageCounts(num_classes, ignore_index) if per_image else None
 
     def update(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> None:
         logits, mask = outputs["out"], targets["mask"]
-        self.confusion.update(logits.argmax(1), mask)
+        prediction = logits.argmax(1)
+        self.confusion.update(prediction, mask)
+        if self.images is not None:
+            self.images.update(prediction, mask)
         if self.histogram is not None:
             self.histogram.update(logits.float().softmax(1), mask)
 
     def scores(self) -> dict[str, float]:
         return {"miou": self.confusion.scores().miou}
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        """segbench.stats' per-image statistics: {"mask_counts": [images, classes, (tp, fp, fn)]}."""
+        return {} if self.images is None else {"mask_counts": self.images.counts()}
 
     def report(self, class_names: list[str]) -> dict[str, Any]:
         """Flat scores plus per-class values keyed by class name."""
@@ -64,14 +73,18 @@ class MaskMeter:
 class DepthMeter:
     """Scores the "depth" output against the "depth" target (metres; 0 = unknown, not counted)."""
 
-    def __init__(self) -> None:
-        self.errors = DepthErrors()
+    def __init__(self, per_image: bool = False) -> None:
+        self.errors = DepthErrors(per_image)
+        self.keeps_images = per_image
 
     def update(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> None:
         self.errors.update(outputs["depth"].float(), targets["depth"])
 
     def scores(self) -> dict[str, float]:
         return {"depth_rmse": self.errors.scores().rmse}
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        return {"depth_sums": self.errors.per_image_sums()} if self.keeps_images else {}
 
     def report(self, class_names: list[str]) -> dict[str, Any]:
         return self.errors.scores().as_dict()
@@ -105,8 +118,8 @@ class Segmentation:
         training split's pixel counts in `manifest`."""
         return Criterion({"mask": Term(self.mask_loss(cfg, manifest), "out", "mask")})
 
-    def meters(self, num_classes: int, ignore_index: int, ap_bins: int | None = None) -> list:
-        return [MaskMeter(num_classes, ignore_index, ap_bins)]
+    def meters(self, num_classes: int, ignore_index: int, ap_bins: int | None = None, per_image: bool = False) -> list:
+        return [MaskMeter(num_classes, ignore_index, ap_bins, per_image)]
 
     def prepare(self, model: nn.Module, manifest: dict) -> None:
         """Nothing to set before training."""
@@ -129,8 +142,8 @@ class SegDepth(Segmentation):
         return Criterion({"mask": Term(self.mask_loss(cfg, manifest), "out", "mask"),
                           "depth": Term(depth, "depth", "depth", cfg.depth_weight)})
 
-    def meters(self, num_classes: int, ignore_index: int, ap_bins: int | None = None) -> list:
-        return [*super().meters(num_classes, ignore_index, ap_bins), DepthMeter()]
+    def meters(self, num_classes: int, ignore_index: int, ap_bins: int | None = None, per_image: bool = False) -> list:
+        return [*super().meters(num_classes, ignore_index, ap_bins, per_image), DepthMeter(per_image)]
 
     def prepare(self, model: nn.Module, manifest: dict) -> None:
         """The depth head starts at the mean training depth and learns a residual in std units."""

@@ -1,0 +1,123 @@
+"""Which models differ: every model against the best, and every pair, with 95% intervals.
+
+Loads each model's per-image statistics for every listed seed (metrics/<model>/seeds/<seed>/
+per_image.npz, from the evaluate stage), draws one seeded set of test-image resamples shared by
+all models, and compares them with segbench.stats (the method is that module's doc). The plot
+stage turns the result into the summary's "vs best" columns, the tie markers and the
+uncertainty-aware Pareto fronts.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import paths
+from .errors import DataError
+from .io import load_npz
+from .stats import SCORE_RULES, Comparison, ScoreRule, bootstrap_weights, compare, seed_mean_scores
+
+
+@dataclass(frozen=True)
+class ScoreComparison:
+    """One score (mIoU, depth RMSE) across models."""
+
+    rule: ScoreRule
+    models: list[str]
+    means: np.ndarray  # per model: the mean over seeds on the whole split
+    seeds: list[int]  # per model: how many seeds
+    best: str
+    vs_best: dict[str, Comparison]  # model - best
+    better: np.ndarray  # better[j, i]: model j is significantly better than model i
+
+    def tied_with_best(self, model: str) -> bool:
+        return model == self.best or not self.vs_best[model].significant
+
+
+def load_per_image(metrics_dir, models: list[str], seeds: list[int]) -> dict[str, dict[str, np.ndarray]]:
+    """{model: {array name: [seeds, images, ...]}} for the arrays every model and seed has."""
+    loaded: dict[str, dict[str, np.ndarray]] = {}
+    for model in models:
+        per_seed = []
+        for seed in seeds:
+            path = paths.per_image_path(model, seed, metrics_dir)
+            if not path.is_file():
+                raise DataError(f"{path}: file not found; run `dvc repro` (evaluate@{model}-{seed} writes it)")
+            per_seed.append(load_npz(path))
+        names = [name for name in ("mask_counts", "depth_sums") if all(name in data for data in per_seed)]
+        for name in names:
+            shapes = {data[name].shape for data in per_seed}
+            if len(shapes) > 1:
+                raise DataError(f"{paths.seeds_dir(model, metrics_dir)}: {name} has shapes {sorted(shapes)} across seeds; "
+                                "the seeds were evaluated on different data: re-run `dvc repro`")
+        loaded[model] = {name: np.stack([data[name] for data in per_seed]).astype(np.float64) for name in names}
+    _check_paired(loaded, metrics_dir)
+    return loaded
+
+
+def _check_paired(loaded: dict[str, dict[str, np.ndarray]], metrics_dir) -> None:
+    """A paired comparison needs the same test images in the same order for every model: their
+    true pixels per class (tp + fn) must agree image by image."""
+    reference = None
+    for model, arrays in loaded.items():
+        counts = arrays.get("mask_counts")
+        if counts is None:
+            continue
+        truth = counts[0, ..., 0] + counts[0, ..., 2]
+        if reference is None:
+            reference = (model, truth)
+        elif truth.shape != reference[1].shape or not np.array_equal(truth, reference[1]):
+            raise DataError(f"{paths.seeds_dir(model, metrics_dir)}: scored on other test images than {reference[0]} "
+                            f"({truth.shape[0]} against {reference[1].shape[0]} images, or other masks); models are "
+                            "compared image by image: re-run `dvc repro` so every model is evaluated on the same split")
+
+
+def compare_scores(per_image: dict[str, dict[str, np.ndarray]], resamples: int = 2000,
+                   seed: int = 0) -> dict[str, ScoreComparison]:
+    """{score name: ScoreComparison} for each score every model has (mIoU; depth RMSE for seg_depth)."""
+    models = list(per_image)
+    results = {}
+    for rule in SCORE_RULES.values():
+        if not models or not all(rule.array in per_image[m] for m in models):
+            continue
+        n_images = per_image[models[0]][rule.array].shape[1]
+        if n_images < 2:
+            raise DataError(f"the evaluated split has {n_images} image(s); a comparison needs at least 2")
+        weights = bootstrap_weights(n_images, resamples, seed)
+        full, boot = zip(*(seed_mean_scores(per_image[m][rule.array], rule, weights) for m in models))
+        means = np.array([np.nanmean(f) if np.any(~np.isnan(f)) else np.nan for f in full])
+        sign = 1.0 if rule.higher_is_better else -1.0
+        best = models[int(np.nanargmax(sign * means))] if np.any(~np.isnan(means)) else models[0]
+        b = models.index(best)
+        vs_best = {m: compare(full[i], full[b], boot[i], boot[b]) if i != b else Comparison(0.0, 0.0, 0.0, 0.0, math.inf,
+                                                                                          (len(full[b]),) * 2)
+                   for i, m in enumerate(models)}
+        better = np.zeros((len(models), len(models)), bool)
+        for j in range(len(models)):
+            for i in range(len(models)):
+                if i != j:
+                    c = compare(full[j], full[i], boot[j], boot[i])
+                    better[j, i] = c.significant and sign * c.diff > 0
+        results[rule.name] = ScoreComparison(rule, models, means, [len(f) for f in full], best, vs_best, better)
+    return results
+
+
+def significance_sentence(result: ScoreComparison, label: str) -> str:
+    """One plain sentence: which models are tied with the best at 95%, and how many seeds carry it."""
+    tied = [m for m in result.models if m != result.best and result.tied_with_best(m)]
+    worse = [m for m in result.models if m not in tied and m != result.best]
+    direction = "better" if result.rule.higher_is_better else "lower"
+    if tied:
+        ties = (f"{', '.join(tied)} {'is' if len(tied) == 1 else 'are'} statistically tied with it "
+                f"(the 95% interval of the difference includes 0)")
+    else:
+        ties = "no model is statistically tied with it"
+    rest = f"; {'the other' if tied else 'every other'} {len(worse)} {'is' if len(worse) == 1 else 'are'} " \
+           f"significantly worse" if worse else ""
+    sentence = f"Best {label} ({direction} is better): {result.best}; {ties}{rest}."
+    single = [m for m, n in zip(result.models, result.seeds) if n < 2]
+    if single:
+        sentence += (f" With 1 seed ({', '.join(single) if len(single) < len(result.models) else 'every model'}) "
+                     "the intervals cover test-set noise only, not seed-to-seed noise: 1 seed, no interval over seeds.")
+    return sentence
