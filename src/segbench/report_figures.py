@@ -154,7 +154,7 @@ def curves_figure(curves: pd.DataFrame, colours: dict[str, tuple]):
     fig = Figure(figsize=(5 * len(panels), 4.2), layout="constrained")
     axes = fig.subplots(1, len(panels))
     seeds = int(curves["seeds"].max()) if "seeds" in curves and curves["seeds"].notna().any() else 1
-    fig.suptitle("Training curves (DVCLive logs)" + (f": mean over seeds, band from the lowest to the highest seed"
+    fig.suptitle("Training curves (DVCLive logs)" + (": mean over seeds, band from the lowest to the highest seed"
                                                      if seeds > 1 else ""))
     for ax, (column, label) in zip(axes, panels):
         data = curves.dropna(subset=[column])
