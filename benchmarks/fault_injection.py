@@ -3,11 +3,12 @@ check that the next `dvc repro` completes and ends with the metrics of an uninte
 
     python benchmarks/fault_injection.py [--trials 10] [--seed 0] [--epochs 5] [--keep DIR]
 
-A tiny pipeline (synthetic data, one small U-Net, `dvc repro evaluate@unet`) in temporary
-copies of the repository, as tests/conftest.py's `workspace` fixture builds them:
+A tiny pipeline (synthetic data, one small U-Net, one training seed, `dvc repro evaluate@unet-0`)
+in temporary copies of the repository, as tests/conftest.py's `workspace` fixture builds them:
 
-1. reference: one uninterrupted run; records eval.json, train.json and, per stage, when it
-   starts writing its output, when the output is complete, and when the process exits;
+1. reference: one uninterrupted run; records the seed's eval.json and train.json
+   (metrics/unet/seeds/0/) and, per stage, when it starts writing its output, when the output
+   is complete, and when the process exits;
 2. each trial: a fresh copy; `dvc repro` runs until the chosen stage has started writing, then a
    random share of its writing later (drawn from --seed; for train, a random point of a random
    epoch; about one kill in ten lands after the output is complete but before the process
@@ -15,9 +16,9 @@ copies of the repository, as tests/conftest.py's `workspace` fixture builds them
    killer), and `dvc repro` runs again;
 3. compares eval.json and train.json (minus its timing keys) with the reference.
 
-A killed train stage resumes from data/checkpoints/<model>.resume.pt when segbench writes one
-(column `resumed`: the epoch it resumed after); without it, it retrains from scratch, and the
-metrics must still be identical. Prints a table and totals; asserts nothing.
+A killed train stage resumes from data/checkpoints/<model>/seed<seed>.resume.pt when segbench
+writes one (column `resumed`: the epoch it resumed after); without it, it retrains from scratch,
+and the metrics must still be identical. Prints a table and totals; asserts nothing.
 """
 from __future__ import annotations
 
@@ -41,21 +42,25 @@ from scratch import scratch_repo
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "unet"
-TARGET = f"evaluate@{MODEL}"
+SEED = 0
+TARGET = f"evaluate@{MODEL}-{SEED}"
 TIMES = ("train_time_s", "time_per_epoch_s", "images_per_s", "data_wait_fraction")
 STAGES = ("download", "preprocess", "train")
 # What shows that a stage has started writing its output, and that the output is complete
 # (relative to the workspace). Between the two lies the kill window; after the second the process
 # still has to exit, and a kill there is a kill after the output was committed.
 WRITING = {"download": "data/.raw.partial", "preprocess": "data/.processed.partial",
-           "train": f"plots/{MODEL}/train_log"}
-COMMITTED = {"download": "data/raw", "preprocess": "data/processed", "train": f"data/checkpoints/{MODEL}.pt"}
+           "train": f"plots/{MODEL}/seeds/{SEED}/train_log"}
+COMMITTED = {"download": "data/raw", "preprocess": "data/processed", "train": f"data/checkpoints/{MODEL}/seed{SEED}.pt"}
+RESUME = f"data/checkpoints/{MODEL}/seed{SEED}.resume.pt"
 SCRIPT = {"download": "stages/download.py", "preprocess": "stages/preprocess.py", "train": "stages/train.py"}
 
 
 def tiny_params(epochs: int) -> dict:
     return {
         "seed": 0,
+        "seeds": [SEED],
+        "task": "segmentation",  # the train stage's params name it, so params.yaml must spell it
         "data": {"dataset": "synthetic", "image_size": [32, 32], "workers": 1,
                  "synthetic": {"num_train": 96, "num_val": 8, "num_test": 8, "height": 32, "width": 32,
                                "num_classes": 6}},
@@ -141,8 +146,9 @@ def watch_reference(workspace: Path) -> tuple[subprocess.Popen, str, dict[str, S
 
 
 def read_metrics(workspace: Path) -> dict:
-    train = json.loads((workspace / f"metrics/{MODEL}/train.json").read_text())
-    return {"eval": json.loads((workspace / f"metrics/{MODEL}/eval.json").read_text()),
+    """The seed's own metrics (train@ and evaluate@ write them; aggregate@ is not run)."""
+    train = json.loads((workspace / f"metrics/{MODEL}/seeds/{SEED}/train.json").read_text())
+    return {"eval": json.loads((workspace / f"metrics/{MODEL}/seeds/{SEED}/eval.json").read_text()),
             "train": {k: v for k, v in train.items() if k not in TIMES}}
 
 
@@ -192,7 +198,7 @@ def kill_during(trial: Trial, workspace: Path, dvc: subprocess.Popen, ref: Stage
     `share * epochs` epochs in, counting epoch ends by the resume checkpoint being rewritten (the
     fraction of an epoch timed by this run's previous epoch); without resume checkpoints, by time.
     """
-    stage, resume_file = trial.stage, workspace / f"data/checkpoints/{MODEL}.resume.pt"
+    stage, resume_file = trial.stage, workspace / RESUME
     victim, started, writing_since = None, 0.0, None
     window = ref.committed - ref.writing
     deadline = epoch_time = mark = 0.0
@@ -244,7 +250,7 @@ def run_trial(trial: Trial, template: Path, root: Path, ref: StageTimes, referen
     reader.join()
     trial.leftovers = sorted(p.relative_to(workspace).as_posix() for p in (workspace / "data").rglob(".*")
                              if p.name.endswith((".partial", ".old", ".tmp")))
-    if trial.stage == "train" and (workspace / f"data/checkpoints/{MODEL}.resume.pt").exists():
+    if trial.stage == "train" and (workspace / RESUME).exists():
         trial.resumed = "file"
     recovery = subprocess.run([sys.executable, "-m", "dvc", "repro", TARGET], cwd=workspace, env=env(),
                               capture_output=True, text=True, timeout=900)

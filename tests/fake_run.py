@@ -1,11 +1,15 @@
-"""Fabricated outputs of the per-model stages, so the report can be tested without training.
+"""Fabricated outputs of the per-(model, seed) stages, so aggregate and the report can be tested
+without training.
 
-Three models chosen to exercise the Pareto logic:
-  big    the best mIoU, the highest costs, the only one with GPU (CUDA) keys
-  small  cheaper, lower mIoU
-  twin   the same mIoU and training time as `small` (a tie: both on that front), a larger size
-         (dominated by `small` there), zero GFLOPs (alone on that front's cheap end, pushing
-         `small` off it), and no latency at the extra profiled size
+Per-image statistics are made first (per image and class: tp, fp, fn pixels on one fixed test
+set), and each seed's eval.json is computed from them, as the evaluate stage does. Four models
+chosen to exercise the significance-aware Pareto logic:
+  big    the best mIoU by far, the highest costs, the only one with GPU (CUDA) keys
+  small  cheaper, clearly lower mIoU
+  twin   the very same predictions as `small` (statistically tied: a difference of exactly 0), the same
+         training time, a larger size, zero GFLOPs and no latency at the extra profiled size
+  worse  clearly below `small` and costlier in everything: off every front
+Class "pole" is absent from the truth and never predicted: its IoU is undefined for every model.
 """
 from __future__ import annotations
 
@@ -15,19 +19,19 @@ from pathlib import Path
 import numpy as np
 
 CLASSES = ["background", "disk", "pole"]
-MODELS = ("big", "small", "twin")
+MODELS = ("big", "small", "twin", "worse")
+SEEDS = (0, 1, 2)
+IMAGES = 20
 
-EVAL = {
-    "big": {"miou": 0.6, "iou": [0.9, 0.8, 0.1]},
-    "small": {"miou": 0.5, "iou": [0.85, 0.65, None]},   # pole undefined: absent from truth and prediction
-    "twin": {"miou": 0.5, "iou": [0.8, 0.7, None]},
-}
-TRAIN_TIME = {"big": 120.0, "small": 10.0, "twin": 10.0}      # 12x: a log axis
-LATENCY = {"big": 20.0, "small": 2.0, "twin": 2.0}            # exactly 10x: linear
-LATENCY_48x64 = {"big": 31.0, "small": 3.0}                   # twin: not measured at this size
-SIZE = {"big": 40.0, "small": 1.0, "twin": 5.0}
-GFLOPS = {"big": 2.0, "small": 0.1, "twin": 0.0}
-PARAMS = {"big": 10_000_000, "small": 250_000, "twin": 1_250_000}
+# target IoU of background and disk (pole: undefined)
+QUALITY = {"big": (0.95, 0.85), "small": (0.85, 0.65), "twin": (0.85, 0.65), "worse": (0.7, 0.4)}
+PREDICTIONS = {"twin": "small"}  # twin predicts exactly what small does (same seeds, same images)
+TRAIN_TIME = {"big": 120.0, "small": 10.0, "twin": 10.0, "worse": 30.0}     # 12x: a log axis
+LATENCY = {"big": 20.0, "small": 2.0, "twin": 2.0, "worse": 5.0}            # exactly 10x: linear
+LATENCY_48x64 = {"big": 31.0, "small": 3.0, "worse": 6.0}                   # twin: not measured at this size
+SIZE = {"big": 40.0, "small": 1.0, "twin": 5.0, "worse": 8.0}
+GFLOPS = {"big": 2.0, "small": 0.1, "twin": 0.0, "worse": 0.5}
+PARAMS = {"big": 10_000_000, "small": 250_000, "twin": 1_250_000, "worse": 2_000_000}
 
 
 def write_json(path: Path, obj) -> None:
@@ -35,17 +39,84 @@ def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def fake_metrics(root: Path, models=MODELS) -> None:
-    """metrics/<m>/{train,eval,profile}.json as the stages write them."""
+def truth_pixels() -> np.ndarray:
+    """[images, classes] true pixels per class: the one test set every model is scored on."""
+    rng = np.random.default_rng(1234)
+    truth = np.zeros((IMAGES, len(CLASSES)), np.int64)
+    truth[:, 0] = rng.integers(500, 700, IMAGES)
+    truth[:, 1] = rng.integers(200, 400, IMAGES)
+    return truth
+
+
+def per_image_counts(model: str, seed: int) -> np.ndarray:
+    """[images, classes, (tp, fp, fn)]: background and disk confused with each other, near the target IoU."""
+    source = PREDICTIONS.get(model, model)
+    rng = np.random.default_rng([sum(map(ord, source)), seed])
+    truth = truth_pixels()
+    counts = np.zeros((IMAGES, len(CLASSES), 3), np.int64)
+    offset = rng.normal(0, 0.01)  # the seed's own luck
+    for c, iou in enumerate(QUALITY[source]):
+        share = 2 * iou / (1 + iou)  # tp / truth when fp == fn: IoU = share / (2 - share)
+        r = np.clip(share + offset + rng.normal(0, 0.03, IMAGES), 0.05, 1.0)
+        counts[:, c, 0] = np.round(r * truth[:, c])
+        counts[:, c, 2] = truth[:, c] - counts[:, c, 0]
+    counts[:, 0, 1], counts[:, 1, 1] = counts[:, 1, 2], counts[:, 0, 2]  # a missed disk pixel is a background one
+    return counts
+
+
+def eval_report(counts: np.ndarray) -> dict:
+    """What the evaluate stage writes for these counts (segbench.metrics' definitions)."""
+    tp, fp, fn = (counts.sum(0)[:, k].astype(float) for k in range(3))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
+        dice = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
+
+    def listed(values):
+        return {name: None if np.isnan(v) else float(v) for name, v in zip(CLASSES, values)}
+    return {"split": "test", "split_source": "the dataset's own", "miou": float(np.nanmean(iou)),
+            "mrecall": float(np.nanmean(recall)), "accuracy": float(tp.sum() / (tp + fn).sum()),
+            "mdice": float(np.nanmean(dice)), "iou_per_class": listed(iou), "recall_per_class": listed(recall)}
+
+
+def confusion(counts: np.ndarray) -> np.ndarray:
+    summed = counts.sum(0)
+    matrix = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
+    matrix[0, 0], matrix[1, 1] = summed[0, 0], summed[1, 0]
+    matrix[0, 1], matrix[1, 0] = summed[0, 2], summed[1, 2]
+    return matrix
+
+
+def fake_png(path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(2, 2))
+    fig.subplots().imshow(np.random.default_rng(0).random((4, 4)))
+    fig.savefig(path, format="png", dpi=40)
+
+
+def fake_seed_outputs(root: Path, models=MODELS, seeds=SEEDS) -> None:
+    """What train@<m>-<s> and evaluate@<m>-<s> write: per-seed train.json, eval.json, per_image.npz,
+    predictions.png."""
     for m in models:
-        ev = EVAL[m]
-        write_json(root / "metrics" / m / "eval.json", {
-            "split": "test", "miou": ev["miou"], "mrecall": ev["miou"] + 0.05, "accuracy": 0.9, "mdice": ev["miou"] + 0.1,
-            "iou_per_class": dict(zip(CLASSES, ev["iou"])),
-        })
-        write_json(root / "metrics" / m / "train.json", {
-            "train_time_s": TRAIN_TIME[m], "epochs": 3, "best_epoch": 3, "best_val_miou": ev["miou"], "images_per_s": 50.0,
-        })
+        for seed in seeds:
+            counts = per_image_counts(m, seed)
+            report = eval_report(counts)
+            base = root / "metrics" / m / "seeds" / str(seed)
+            write_json(base / "eval.json", report)
+            write_json(base / "train.json", {
+                "train_time_s": TRAIN_TIME[m] * (1 + 0.01 * seed), "epochs": 3, "best_epoch": 3,
+                "best_val_miou": report["miou"] + 0.01, "images_per_s": 50.0, "device": "cpu", "threads": 2,
+                "stopped_early": False})
+            np.savez_compressed(base / "per_image.npz", mask_counts=counts, confusion=confusion(counts),
+                                class_names=np.asarray(CLASSES))
+            fake_png(root / "plots" / m / "seeds" / str(seed) / "predictions.png")
+
+
+def fake_profiles(root: Path, models=MODELS) -> None:
+    """metrics/<m>/profile.json as the profile stage writes it."""
+    for m in models:
         profile = {"params": PARAMS[m], "size_mb": SIZE[m], "gflops": GFLOPS[m], "input_height": 32, "input_width": 32,
                    "threads": 2, "latency_cpu_ms": LATENCY[m], "latency_cpu_p90_ms": LATENCY[m] * 1.2,
                    "latency_cpu_min_ms": LATENCY[m] * 0.9, "latency_cpu_stop_reason": "stable"}
@@ -57,34 +128,40 @@ def fake_metrics(root: Path, models=MODELS) -> None:
         write_json(root / "metrics" / m / "profile.json", profile)
 
 
-def fake_train_logs(root: Path, models=("big", "small")) -> None:
-    """plots/<m>/train_log/plots/metrics/<metric>.tsv in DVCLive's layout (step from 0)."""
+def fake_train_logs(root: Path, models=("big", "small"), seeds=SEEDS) -> None:
+    """plots/<m>/seeds/<s>/train_log/plots/metrics/<metric>.tsv in DVCLive's layout (step from 0)."""
     for k, m in enumerate(models):
-        base = root / "plots" / m / "train_log" / "plots" / "metrics"
-        base.mkdir(parents=True, exist_ok=True)
-        for metric, start, stepping in (("train_loss", 1.5, -0.3), ("val_loss", 1.4, -0.25), ("val_miou", 0.2, 0.1),
-                                        ("lr", 0.01, -0.002)):
-            rows = "".join(f"{step}\t{start + stepping * step + 0.01 * k}\n" for step in range(3))
-            (base / f"{metric}.tsv").write_text(f"step\t{metric}\n{rows}")
+        for seed in seeds:
+            base = root / "plots" / m / "seeds" / str(seed) / "train_log" / "plots" / "metrics"
+            base.mkdir(parents=True, exist_ok=True)
+            for metric, start, stepping in (("train_loss", 1.5, -0.3), ("val_loss", 1.4, -0.25), ("val_miou", 0.2, 0.1),
+                                            ("lr", 0.01, -0.002)):
+                rows = "".join(f"{step}\t{start + stepping * step + 0.01 * k + 0.001 * seed}\n" for step in range(3))
+                (base / f"{metric}.tsv").write_text(f"step\t{metric}\n{rows}")
 
 
-def fake_evaluate_plots(root: Path, models=MODELS) -> None:
-    """The evaluate stage's per-model plots: confusion.csv (DVC confusion template) and two PNGs."""
-    from matplotlib.figure import Figure
+def fake_aggregates(root: Path, models=MODELS, seeds=SEEDS) -> None:
+    """Run the aggregate stage's function over the fabricated seeds (metrics/<m>/{train,eval}.json)."""
+    import os
 
-    for m in models:
-        out = root / "plots" / m
-        out.mkdir(parents=True, exist_ok=True)
-        rows = [f"{a},{p}" for a in CLASSES for p in CLASSES for _ in range(2 if a == p else 1)]
-        (out / "confusion.csv").write_text("actual,predicted\n" + "\n".join(rows) + "\n")
-        (out / "confusion_matrix.csv").write_text("actual,predicted,pixels,share\n")
-        for name in ("confusion.png", "predictions.png"):
-            fig = Figure(figsize=(2, 2))
-            fig.subplots().imshow(np.random.default_rng(0).random((4, 4)))
-            fig.savefig(out / name, format="png", dpi=40)
+    from segbench.aggregate import aggregate_model
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for m in models:
+            aggregate_model(m, list(seeds), dpi=40)
+    finally:
+        os.chdir(cwd)
 
 
-def fake_run(root: Path, models=MODELS) -> None:
-    fake_metrics(root, models)
-    fake_train_logs(root, [m for m in ("big", "small") if m in models])
-    fake_evaluate_plots(root, models)
+def fake_metrics(root: Path, models=MODELS, seeds=SEEDS) -> None:
+    """Every metrics file the plot stage reads: per-seed outputs, their aggregates and the profiles."""
+    fake_seed_outputs(root, models, seeds)
+    fake_profiles(root, models)
+    fake_aggregates(root, models, seeds)
+
+
+def fake_run(root: Path, models=MODELS, seeds=SEEDS) -> None:
+    fake_metrics(root, models, seeds)
+    fake_train_logs(root, [m for m in ("big", "small") if m in models], seeds)

@@ -35,9 +35,11 @@ CAMVID = {"dataset": "camvid", "path": "camvid", "image_size": [12, 16], "worker
 PAIRS = {"dataset": "cityscapes_pairs", "path": "pairs", "image_size": [8, 8], "workers": 1}
 # What a previous, successful run of model `good` left behind: must survive every failure.
 GOOD_OUTPUTS = {
-    "data/checkpoints/good.pt": b"PK\x03\x04 a checkpoint of model good",
-    "metrics/good/train.json": b'{"train_time_s": 0.1, "best_val_miou": 0.11}\n',
-    "metrics/good/eval.json": b'{"miou": 0.12}\n',
+    "data/checkpoints/good/seed0.pt": b"PK\x03\x04 a checkpoint of model good",
+    "metrics/good/seeds/0/train.json": b'{"train_time_s": 0.1, "best_val_miou": 0.11}\n',
+    "metrics/good/seeds/0/eval.json": b'{"miou": 0.12}\n',
+    "metrics/good/train.json": b'{"seeds": [0], "train_time_s": {"mean": 0.1, "n": 1}}\n',
+    "metrics/good/eval.json": b'{"seeds": [0], "miou": {"mean": 0.12, "n": 1}}\n',
     "metrics/good/profile.json": b'{"params": 0, "latency_cpu_ms": 0.1}\n',
     "plots/good/confusion.png": b"\x89PNG\r\n\x1a\n not really",
 }
@@ -144,7 +146,7 @@ def truncated_checkpoint(root: Path) -> None:
 
     from segbench.io import save_torch
 
-    path = root / "data/checkpoints/unet.pt"
+    path = root / "data/checkpoints/unet/seed0.pt"
     save_torch(path, {"format": 1, "arch": "unet", "state_dict": {"w": torch.zeros(4096)}})
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
@@ -153,8 +155,15 @@ def metrics_edited_by_hand(root: Path) -> None:
     for model in ("unet", "deeplab"):
         for part in ("train", "eval", "profile"):
             (root / f"metrics/{model}").mkdir(parents=True, exist_ok=True)
-            (root / f"metrics/{model}/{part}.json").write_text('{"miou": 0.5}\n')
-    (root / "metrics/unet/eval.json").write_text('{"miou": 0.5,\n "mdice": 0.4\n')  # a lost closing brace
+            (root / f"metrics/{model}/{part}.json").write_text('{"seeds": [0], "miou": 0.5}\n')
+    (root / "metrics/unet/eval.json").write_text('{"seeds": [0],\n "miou": 0.5,\n "mdice": 0.4\n')  # a lost closing brace
+
+
+def one_seed_evaluated(root: Path) -> None:
+    """Seed 0 of unet trained and evaluated; params now also list seed 1, never run."""
+    for part in ("train", "eval"):
+        (root / "metrics/unet/seeds/0").mkdir(parents=True, exist_ok=True)
+        (root / f"metrics/unet/seeds/0/{part}.json").write_text('{"miou": 0.5}\n')
 
 
 def archive(members: dict[str, bytes], sha256: Optional[str] = None) -> Callable[[dict], None]:
@@ -171,11 +180,11 @@ CASES: dict[str, Case] = {
                                   put("trian", {"epochs": 1})),
     "unknown key in data": Case(["download"], ["data.datset", "unknown key", "did you mean 'dataset'"],
                                 put("data", "datset", "camvid")),
-    "unknown key in train": Case(["train", "unet"], ["train.epocs", "unknown key", "epochs"], put("train", "epocs", 3)),
+    "unknown key in train": Case(["train", "unet", "0"], ["train.epocs", "unknown key", "epochs"], put("train", "epocs", 3)),
     "unknown model option": Case(["check"], ["models.unet.base_channel", "unknown key", "base_channels"],
                                  put("models", "unet", "base_channel", 8)),
     "unknown key in a model's train override": Case(
-        ["evaluate", "unet"], ["models.unet.train.learning_rate", "unknown key", "lr"],
+        ["evaluate", "unet", "0"], ["models.unet.train.learning_rate", "unknown key", "lr"],
         put("models", "unet", "train", "learning_rate", 0.1)),
     "wrong type": Case(["profile", "unet"], ["train.batch_size", "'eight'", "an integer"],
                        put("train", "batch_size", "eight")),
@@ -199,7 +208,7 @@ CASES: dict[str, Case] = {
     # No architecture needs a divisible size (each pads or interpolates, test_models checks odd
     # sizes); what does break is a BatchNorm layer fed one value per channel in training.
     "batch of one through a 1x1 BatchNorm map": Case(
-        ["train", "deeplab"], ["train.batch_size", "1", "models.deeplab", "BatchNorm", "at least 2"],
+        ["train", "deeplab", "0"], ["train.batch_size", "1", "models.deeplab", "BatchNorm", "at least 2"],
         put("train", "batch_size", 1)),
     "url without sha256": Case(["download"], ["sha256", "required with url", "sha256sum"],
                                put("data", "url", "https://example.com/camvid.zip")),
@@ -234,10 +243,23 @@ CASES: dict[str, Case] = {
                      "folder": {"classes": ["bg", "fg"]}}),
         lambda root: binary_folder(root / "folder", {"a": [0, 255], "b": [0, 1, 255, 1]})),
     # outputs damaged between stages
-    "truncated checkpoint (profile)": Case(["profile", "unet"], ["data/checkpoints/unet.pt", "truncated or corrupt",
+    "truncated checkpoint (profile)": Case(["profile", "unet"], ["data/checkpoints/unet/seed0.pt", "truncated or corrupt",
                                                                   "re-run the train stage"], setup=truncated_checkpoint),
-    "metrics edited into invalid JSON": Case(["plot"], ["metrics/unet/eval.json", "not valid JSON", "line 3"],
+    "metrics edited into invalid JSON": Case(["plot"], ["metrics/unet/eval.json", "not valid JSON", "line 4"],
                                              setup=metrics_edited_by_hand),
+    # seed replicates (issue 16)
+    "seeds listing a seed twice": Case(["check"], ["seeds: [0, 1, 0]", "more than once"], put("seeds", [0, 1, 0])),
+    "seeds empty": Case(["check"], ["seeds: []", "at least one"], put("seeds", [])),
+    "a seed per model": Case(["check"], ["models.unet.seeds", "one list for every model", "seeds=[...]"],
+                             put("models", "unet", "seeds", [0, 1])),
+    "training a seed that is not listed": Case(["train", "unet", "7"], ["seeds: [0]", "seed 7", "add it there"]),
+    "a seed that is not a number": Case(["evaluate", "unet", "one"], ["seed 'one'", "not an integer"]),
+    "aggregating a seed never run": Case(["aggregate", "unet"], ["metrics/unet/seeds/1/train.json", "file not found",
+                                                                 "train@unet-1"], put("seeds", [0, 1]),
+                                         setup=one_seed_evaluated),
+    "report from aggregates of other seeds": Case(["plot"], ["metrics/good/train.json", "summarises seeds [0]",
+                                                             "seeds: [0, 1]", "aggregate@good"], put("seeds", [0, 1]),
+                                                  setup=metrics_edited_by_hand),
 }
 
 
@@ -300,9 +322,9 @@ def test_bad_input_is_one_line_and_touches_nothing(tmp_path, monkeypatch, capsys
 SUBPROCESS_CASES = {
     "YAML syntax error": (["check"], ["params.yaml", "line 3", "not valid YAML"],
                           lambda root: (root / "params.yaml").write_text("seed: 0\ntrain:\n  epochs: [1\n")),
-    "truncated checkpoint (evaluate)": (["evaluate", "unet"], ["data/checkpoints/unet.pt", "truncated or corrupt",
+    "truncated checkpoint (evaluate)": (["evaluate", "unet", "0"], ["data/checkpoints/unet/seed0.pt", "truncated or corrupt",
                                                                 "re-run the train stage"], truncated_checkpoint),
-    "unknown key in a model's options": (["train", "deeplab"], ["models.deeplab.head_channel", "head_channels"],
+    "unknown key in a model's options": (["train", "deeplab", "0"], ["models.deeplab.head_channel", "head_channels"],
                                          lambda root: write_params(root / "params.yaml", _with(
                                              put("models", "deeplab", "head_channel", 8)))),
 }
@@ -334,23 +356,23 @@ def test_broken_second_model_leaves_the_first_models_outputs_alone(workspace, tm
     params = copy.deepcopy(TINY_PARAMS)
     params["models"] = {"good": {"arch": "prior_baseline"}}
     write_params(workspace / "params.yaml", params)
-    run([*dvc, "train@good"], workspace)
-    good = ["data/checkpoints/good.pt", "metrics/good/train.json"]
+    run([*dvc, "train@good-0"], workspace)
+    good = ["data/checkpoints/good/seed0.pt", "metrics/good/seeds/0/train.json"]
     before = {rel: (workspace / rel).read_bytes() for rel in good}
 
     # Its ImageNet weights are not where `pretrained: true` reads them: fails in train@bad only.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     params["models"]["bad"] = {"arch": "resnet_unet", "pretrained": True}
     write_params(workspace / "params.yaml", params)
-    proc = run([*dvc, "train@bad"], workspace, check=False)
+    proc = run([*dvc, "train@bad-0"], workspace, check=False)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr + proc.stdout
     ours = [line for line in proc.stderr.splitlines() if line.startswith("segbench: error:")]
     assert len(ours) == 1, proc.stderr
     assert "resnet_unet.pretrained" in ours[0] and "resnet18-" in ours[0] and "pretrained: false" in ours[0]
-    assert not re.search(r"Running stage '(download|preprocess|train@good)'", proc.stdout), proc.stdout
+    assert not re.search(r"Running stage '(download|preprocess|train@good-0)'", proc.stdout), proc.stdout
     assert {rel: (workspace / rel).read_bytes() for rel in good} == before
-    assert not (workspace / "data/checkpoints/bad.pt").exists() and not (workspace / "metrics/bad").exists()
+    assert not (workspace / "data/checkpoints/bad").exists() and not (workspace / "metrics/bad").exists()
     assert not list(workspace.rglob("*.tmp")) and not list(workspace.rglob("*.partial"))
-    status = run([sys.executable, "-m", "dvc", "status", "train@good"], workspace)
+    status = run([sys.executable, "-m", "dvc", "status", "train@good-0"], workspace)
     assert "up to date" in status.stdout, status.stdout

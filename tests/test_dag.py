@@ -13,24 +13,32 @@ from segbench import paths
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
-MODEL = "unet"  # stands for ${key} in the foreach stages
+MODEL = "unet"  # stands for ${key} in the foreach stages and ${item.model} in the matrix ones
+SEED = 0  # stands for ${item.seed} and ${seeds[0]} (the first listed seed)
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
-def substitute(node, model: str):
+def substitute(node, model: str, seed: int = SEED):
     if isinstance(node, str):
-        return node.replace("${key}", model)
+        for var, value in (("${key}", model), ("${item.model}", model), ("${item.seed}", seed), ("${seeds[0]}", seed)):
+            node = node.replace(var, str(value))
+        return node
     if isinstance(node, list):
-        return [substitute(item, model) for item in node]
+        return [substitute(item, model, seed) for item in node]
     if isinstance(node, dict):
-        return {substitute(k, model): substitute(v, model) for k, v in node.items()}
+        return {substitute(k, model, seed): substitute(v, model, seed) for k, v in node.items()}
     return node
 
 
-def stage(name: str, model: str = MODEL) -> dict:
-    """A stage's definition; a foreach stage's `do:` for one model."""
+def stage(name: str, model: str = MODEL, seed: int = SEED) -> dict:
+    """A stage's definition; a foreach stage's `do:` for one model, a matrix stage for one (model, seed)."""
     spec = STAGES[name]
-    return substitute(spec["do"], model) if "foreach" in spec else spec
+    if "foreach" in spec:
+        return substitute(spec["do"], model, seed)
+    if "matrix" in spec:
+        assert spec["matrix"] == {"model": "${models}", "seed": "${seeds}"}, name
+        return substitute({k: v for k, v in spec.items() if k != "matrix"}, model, seed)
+    return spec
 
 
 def declared(spec: dict, *fields: str) -> set[str]:
@@ -51,24 +59,40 @@ def test_data_stages_match_paths():
 
 
 def test_train_matches_paths():
-    train = stage("train")
+    from segbench.checkpoint import resume_path_for  # imports torch: kept out of the other tests
+
+    train = stage("train", seed=3)
     assert posix(paths.PROCESSED_DIR) <= declared(train, "deps")
-    assert declared(train, "outs") == posix(paths.checkpoint_path(MODEL), paths.train_log_dir(MODEL))
-    assert declared(train, "metrics") == posix(paths.metrics_path(MODEL, "train"))
-    assert paths.resume_path(MODEL).as_posix() not in declared(train, "outs", "metrics", "plots")
+    assert declared(train, "outs") == posix(paths.checkpoint_path(MODEL, 3), paths.train_log_dir(MODEL, 3),
+                                            paths.seed_metrics_path(MODEL, 3, "train"))
+    assert resume_path_for(paths.checkpoint_path(MODEL, 3)).as_posix() not in declared(train, "outs", "metrics", "plots")
+    assert "seeds" not in STAGES["train"]["params"]  # adding a seed must not re-run the other seeds
 
 
 def test_evaluate_matches_paths():
-    evaluate = stage("evaluate")
-    assert posix(paths.PROCESSED_DIR, paths.checkpoint_path(MODEL)) <= declared(evaluate, "deps")
-    assert declared(evaluate, "metrics") == posix(paths.metrics_path(MODEL, "eval"))
-    assert declared(evaluate, "plots", "outs") == posix(*paths.evaluate_plot_files(MODEL))
-    assert all(p.parent == paths.model_plots_dir(MODEL) for p in paths.evaluate_plot_files(MODEL))
+    evaluate = stage("evaluate", seed=3)
+    assert posix(paths.PROCESSED_DIR, paths.checkpoint_path(MODEL, 3)) <= declared(evaluate, "deps")
+    assert declared(evaluate, "outs") == posix(paths.seed_metrics_path(MODEL, 3, "eval"), paths.per_image_path(MODEL, 3),
+                                               paths.seed_predictions_png(MODEL, 3))
+    assert "seeds" not in STAGES["evaluate"]["params"]
+
+
+def test_aggregate_matches_paths():
+    aggregate = stage("aggregate")
+    # every seed's files, and the first seed's prediction samples (copied into the report)
+    assert posix(paths.seeds_dir(MODEL, paths.METRICS_DIR), paths.seed_predictions_png(MODEL, SEED)) <= declared(
+        aggregate, "deps")
+    assert all(p.is_relative_to(paths.seeds_dir(MODEL, paths.METRICS_DIR))
+               for p in (paths.seed_metrics_path(MODEL, 5, "train"), paths.seed_metrics_path(MODEL, 5, "eval"),
+                         paths.per_image_path(MODEL, 5)))
+    assert declared(aggregate, "metrics") == posix(paths.metrics_path(MODEL, "train"), paths.metrics_path(MODEL, "eval"))
+    assert declared(aggregate, "plots", "outs") == posix(*paths.aggregate_plot_files(MODEL))
+    assert "seeds" in aggregate["params"]
 
 
 def test_profile_matches_paths():
     profile = stage("profile")
-    assert posix(paths.checkpoint_path(MODEL)) <= declared(profile, "deps")
+    assert posix(paths.checkpoint_path(MODEL, SEED)) <= declared(profile, "deps")
     assert declared(profile, "metrics") == posix(paths.metrics_path(MODEL, "profile"))
 
 
@@ -83,12 +107,6 @@ def test_plot_matches_paths():
         name, options = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
         shown |= set(options["y"]) if isinstance(options.get("y"), dict) else {name}
     assert shown <= posix(*paths.report_files())
-
-
-def test_resume_path_agrees_with_checkpoint():
-    from segbench.checkpoint import resume_path_for  # imports torch: kept out of the other tests
-
-    assert resume_path_for(paths.checkpoint_path(MODEL)) == paths.resume_path(MODEL)
 
 
 # --- deps: every module a stage imports ----------------------------------------------------------------
@@ -153,7 +171,7 @@ def test_deps_cover_imported_modules():
     missing = {}
     for name in STAGES:
         spec = stage(name)
-        script = spec["cmd"].split()[1]  # python stages/<x>.py [model]
+        script = spec["cmd"].split()[1]  # python stages/<x>.py [model [seed]]
         files = import_closure(REPO / script, command=name) | {script}
         if gaps := uncovered(files, declared(spec, "deps")):
             missing[name] = gaps

@@ -18,6 +18,7 @@ import yaml
 from conftest import REPO, TINY_PARAMS, run
 
 import segbench.cli as cli
+from segbench import paths
 from segbench.config import params_from_dict
 from segbench.data.preprocess import preprocess
 from segbench.data.sources.synthetic import generate
@@ -101,15 +102,16 @@ def test_two_processes_match_one_with_the_same_global_batch(ddp_workspace, nobn_
     raw = ddp_params("unet_nobn")
     (ddp_workspace / "params.yaml").write_text(yaml.safe_dump(raw))
     params = params_from_dict(raw)
-    single = train(params.model("nobn"), ddp_workspace / "data/processed", seed=params.seed)
+    seed = params.seeds[0]  # no seeds in the params: the default, [0]
+    single = train(params.model("nobn"), ddp_workspace / "data/processed", seed=seed)
 
     proc = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                "train_nobn.py", "train", "nobn"], ddp_workspace)
+                "train_nobn.py", "train", "nobn", str(seed)], ddp_workspace)
     assert proc.stdout.count("best val mIoU") == 1, proc.stdout  # rank 0 alone reports
-    metrics = json.loads((ddp_workspace / "metrics/nobn/train.json").read_text())
+    metrics = json.loads((ddp_workspace / paths.seed_metrics_path("nobn", seed, "train")).read_text())
     assert metrics["world_size"] == 2 and metrics["epochs"] == 2
-    assert not (ddp_workspace / "data/checkpoints/nobn.resume.pt").exists()
-    steps = (ddp_workspace / "plots/nobn/train_log/plots/metrics/val_miou.tsv").read_text().splitlines()
+    assert not (ddp_workspace / f"data/checkpoints/nobn/seed{seed}.resume.pt").exists()
+    steps = (ddp_workspace / paths.train_log_dir("nobn", seed) / "plots/metrics/val_miou.tsv").read_text().splitlines()
     assert [line.split("\t")[0] for line in steps] == ["step", "0", "1"]  # one log, not one per rank
 
     # Same samples per global batch (DistributedSampler order, 4 + 4 = the single process's 8), the
@@ -117,7 +119,7 @@ def test_two_processes_match_one_with_the_same_global_batch(ddp_workspace, nobn_
     # up to float32 summation order (~1e-7 relative), and 4 SGD steps keep weights within ~1e-7
     # (measured: 1.5e-8). 1e-6 is far below any real difference: measured on this model, batches of 4
     # instead of 8 move weights by 0.13, and lr 1% higher by 6e-4.
-    ddp = state_of(ddp_workspace / "data/checkpoints/nobn.pt")
+    ddp = state_of(ddp_workspace / paths.checkpoint_path("nobn", seed))
     ref = single.model.state_dict()
     diff = max((ddp[k].float() - ref[k].float()).abs().max().item() for k in ref)
     print(f"max |w_ddp - w_single| = {diff:.3g}")
@@ -132,8 +134,8 @@ def test_launcher_torchrun_relaunches_the_stage_and_resumes_after_sigkill(ddp_wo
     epochs = 20
     (ddp_workspace / "params.yaml").write_text(yaml.safe_dump(ddp_params(launcher="torchrun", nproc=2, threads=0,
                                                                          epochs=epochs)))
-    resume = ddp_workspace / "data/checkpoints/unet.resume.pt"
-    stage = [sys.executable, str(REPO / "stages/train.py"), "unet"]
+    resume = ddp_workspace / "data/checkpoints/unet/seed0.resume.pt"
+    stage = [sys.executable, str(REPO / "stages/train.py"), "unet", "0"]
     proc = subprocess.Popen(stage, cwd=ddp_workspace, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
@@ -147,15 +149,15 @@ def test_launcher_torchrun_relaunches_the_stage_and_resumes_after_sigkill(ddp_wo
     assert killed_at < epochs
     time.sleep(2)  # the ranks die with torchrun (they run in sessions of their own): nothing moves on
     assert torch.load(resume, weights_only=True)["progress"]["epoch"] == killed_at
-    assert not (ddp_workspace / "data/checkpoints/unet.pt").exists()
+    assert not (ddp_workspace / paths.checkpoint_path("unet", 0)).exists()
 
     out = run(stage, ddp_workspace).stdout
-    assert f"resuming from data/checkpoints/unet.resume.pt after epoch {killed_at}" in out
+    assert f"resuming from data/checkpoints/unet/seed0.resume.pt after epoch {killed_at}" in out
     assert out.count("best val mIoU") == 1 and "on 2 processes" in out, out  # rank 0 alone reports
-    metrics = json.loads((ddp_workspace / "metrics/unet/train.json").read_text())
+    metrics = json.loads((ddp_workspace / paths.seed_metrics_path("unet", 0, "train")).read_text())
     assert metrics["world_size"] == 2 and metrics["epochs"] == epochs and metrics["threads"] >= 1
-    assert sorted(p.name for p in (ddp_workspace / "data/checkpoints").iterdir() if "unet" in p.name) == ["unet.pt"]
-    steps = (ddp_workspace / "plots/unet/train_log/plots/metrics/val_miou.tsv").read_text().splitlines()[1:]
+    assert sorted(p.name for p in (ddp_workspace / "data/checkpoints/unet").iterdir()) == ["seed0.pt"]
+    steps = (ddp_workspace / paths.train_log_dir("unet", 0) / "plots/metrics/val_miou.tsv").read_text().splitlines()[1:]
     assert [line.split("\t")[0] for line in steps] == [str(i) for i in range(epochs)]
 
 
@@ -173,10 +175,10 @@ def test_relaunch_is_an_argument_list_and_its_exit_code_propagates(ddp_workspace
 
     monkeypatch.setattr("segbench.distributed.subprocess.run", fake_run)
     with pytest.raises(SystemExit) as info:
-        cli.main(["--params", "params.yaml", "train", "unet"])
+        cli.main(["--params", "params.yaml", "train", "unet", "0"])
     assert info.value.code == 3
     (cmd, kwargs), = calls
-    assert cmd == torchrun_command(2, ["--params", "params.yaml", "train", "unet"])
+    assert cmd == torchrun_command(2, ["--params", "params.yaml", "train", "unet", "0"])
     assert cmd[:3] == [sys.executable, "-m", "segbench.distributed"] and "--standalone" in cmd
     assert cmd[cmd.index("--nproc_per_node") + 1] == "2" and "shell" not in kwargs
 

@@ -15,6 +15,8 @@ import pytest
 import yaml
 from conftest import REPO, REPO_FILES, TINY_PARAMS, run, write_params
 
+from segbench import paths
+
 pytestmark = pytest.mark.integration
 
 GIT_ID = ["-c", "user.email=test@segbench", "-c", "user.name=segbench-test"]
@@ -34,6 +36,7 @@ def ran_stages(output: str) -> set[str]:
 
 def tiny_benchmark() -> dict:
     raw = copy.deepcopy(TINY_PARAMS)
+    raw["seeds"] = [0]  # one training seed (dvc.yaml's matrix reads it from params.yaml)
     raw["data"]["synthetic"].update(num_train=8, num_val=4, num_test=4)
     raw["data"]["workers"] = 1
     raw["train"].update(device="cpu", threads=1)
@@ -81,10 +84,10 @@ def wait_for_queue(repo: Path, timeout: float = 240) -> str:
 def test_queued_loss_sweep_runs_in_two_workers_and_is_tabulated(benchmark_repo):
     repo = benchmark_repo
     # ++ sets the key whether or not models.unet already has a train: section; the target
-    # evaluate@unet stops each experiment once mIoU exists (profile and plot are not needed here).
+    # aggregate@unet stops each experiment once the model's mIoU exists (profile and plot are not needed here).
     for beta in ("0.0", "1.0"):
         out = dvc(["exp", "run", "--queue", "-S", f"++models.unet.train.beta={beta}",
-                   "-S", "++models.unet.train.loss=ce_dice", "evaluate@unet"], repo).stdout
+                   "-S", "++models.unet.train.loss=ce_dice", "aggregate@unet"], repo).stdout
         assert "Queued experiment" in out
     dvc(["queue", "start", "-j", "2"], repo)
     try:
@@ -99,10 +102,10 @@ def test_queued_loss_sweep_runs_in_two_workers_and_is_tabulated(benchmark_repo):
     assert set(experiments) == {"0.0", "1.0"}, table
     for row in experiments.values():
         assert row["State"] == "Success" and row["models.unet.train.loss"] == "ce_dice"
-        assert 0.0 <= float(row["miou"]) <= 1.0 and float(row["train_time_s"]) > 0
+        assert 0.0 <= float(row["miou.mean"]) <= 1.0 and float(row["train_time_s.mean"]) > 0
     # beta 1 is pure cross-entropy, the baseline's loss: the same training to the bit; beta 0 is Dice alone.
-    assert experiments["1.0"]["final_train_loss"] == baseline["final_train_loss"]
-    assert experiments["0.0"]["final_train_loss"] != baseline["final_train_loss"]
+    assert experiments["1.0"]["final_train_loss.mean"] == baseline["final_train_loss.mean"]
+    assert experiments["0.0"]["final_train_loss.mean"] != baseline["final_train_loss.mean"]
 
 
 def test_results_travel_through_a_remote_to_a_fresh_clone(benchmark_repo, tmp_path):
@@ -117,7 +120,7 @@ def test_results_travel_through_a_remote_to_a_fresh_clone(benchmark_repo, tmp_pa
         params = yaml.safe_load((repo / "params.yaml").read_text())
         params["models"]["unet"]["train"] = {"lr": 0.05}
         write_params(repo / "params.yaml", params)
-        dvc(["repro", "evaluate@unet"], repo)
+        dvc(["repro", "aggregate@unet"], repo)
         git(["add", "-A"], repo)
         git(["commit", "-qm", "unet at lr 0.05"], repo)
         dvc(["push"], repo)
@@ -126,15 +129,16 @@ def test_results_travel_through_a_remote_to_a_fresh_clone(benchmark_repo, tmp_pa
         dvc(["checkout"], repo)
 
     run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
-    assert not (clone / "data/checkpoints/unet.pt").exists()
+    checkpoint = clone / paths.checkpoint_path("unet", 0)
+    assert not checkpoint.exists()
     dvc(["pull"], clone)
-    assert (clone / "data/checkpoints/unet.pt").is_file() and (clone / "data/processed/manifest.json").is_file()
+    assert checkpoint.is_file() and (clone / "data/processed/manifest.json").is_file()
     again = dvc(["repro"], clone)
     assert ran_stages(again.stdout) == set() and "up to date" in again.stdout, again.stdout
 
     diff = json.loads(dvc(["metrics", "diff", main, "origin/higher-lr", "--json"], clone).stdout)
-    assert "miou" in diff["metrics/unet/eval.json"] and "final_train_loss" in diff["metrics/unet/train.json"]
-    assert diff["metrics/unet/train.json"]["final_train_loss"]["diff"] != 0
+    assert "miou.mean" in diff["metrics/unet/eval.json"] and "final_train_loss.mean" in diff["metrics/unet/train.json"]
+    assert diff["metrics/unet/train.json"]["final_train_loss.mean"]["diff"] != 0
 
 
 def test_set_param_rewrite_of_the_default_params_still_loads(tmp_path):

@@ -30,6 +30,7 @@ from conftest import BIN, REPO, TINY_PARAMS, run, write_params
 import segbench.cli as cli
 import segbench.fsutil as fsutil
 import segbench.io as sio
+from segbench import paths
 from segbench.errors import OutputError, ResourceError, TrainingError, explain
 
 # --- a full disk -----------------------------------------------------------------------------
@@ -166,7 +167,7 @@ def test_memmap_space_is_allocated_up_front(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    """data/raw and data/processed of the tiny synthetic dataset, and model `good` trained."""
+    """data/raw and data/processed of the tiny synthetic dataset, and model `good` trained (seed 0)."""
     root = tmp_path_factory.mktemp("faults")
     params = copy.deepcopy(TINY_PARAMS)
     params["data"]["workers"] = 1
@@ -174,7 +175,7 @@ def prepared(tmp_path_factory) -> Path:
     write_params(root / "params.yaml", params)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        for args in (["download"], ["preprocess"], ["train", "good"]):
+        for args in (["download"], ["preprocess"], ["train", "good", "0"]):
             assert cli.main(args) == 0, args
     return root
 
@@ -206,12 +207,13 @@ def test_full_disk_writing_metrics_from_the_cli(prepared, monkeypatch, capsys):
 
 
 def test_full_disk_writing_a_checkpoint_from_the_cli(prepared, monkeypatch, capsys):
-    checkpoint, metrics = prepared / "data/checkpoints/good.pt", prepared / "metrics/good/train.json"
+    checkpoint = prepared / paths.checkpoint_path("good", 0)
+    metrics = prepared / paths.seed_metrics_path("good", 0, "train")
     before = checkpoint.read_bytes(), metrics.read_bytes()
     full_disk(monkeypatch, budget=100)
-    code, stderr = cli_run(prepared, ["train", "good"], monkeypatch, capsys)
+    code, stderr = cli_run(prepared, ["train", "good", "0"], monkeypatch, capsys)
     line = one_line(stderr)
-    assert code == 2 and "data/checkpoints/good.pt: cannot write: no space left on device" in line
+    assert code == 2 and "data/checkpoints/good/seed0.pt: cannot write: no space left on device" in line
     assert (checkpoint.read_bytes(), metrics.read_bytes()) == before
     assert not list(checkpoint.parent.glob(".*.tmp"))
 
@@ -248,12 +250,12 @@ def test_machine_failures_are_explained_in_one_line():
     oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity\n"
                                       "of 79.1 GiB of which 1.2 GiB is free.")
     wrapped = RuntimeError("[enforce fail at inline_container.cc:671] . unexpected pos 297 vs 244")
-    wrapped.__context__ = OSError(errno.ENOSPC, "No space left on device", "data/checkpoints/unet.pt")
+    wrapped.__context__ = OSError(errno.ENOSPC, "No space left on device", "data/checkpoints/unet/seed0.pt")
     cases = {
         worker: (ResourceError, ["killed by signal: Killed", "train.num_workers: 0"]),
         oom: (ResourceError, ["CUDA out of memory", "train.batch_size", "train.amp: bf16"]),
         MemoryError(): (ResourceError, ["out of host memory", "batch_size"]),
-        wrapped: (OutputError, ["data/checkpoints/unet.pt", "no space left on device"]),
+        wrapped: (OutputError, ["data/checkpoints/unet/seed0.pt", "no space left on device"]),
     }
     for exc, (kind, needles) in cases.items():
         known = explain(exc)
@@ -302,12 +304,12 @@ def test_a_killed_dataloader_worker_is_one_line_and_no_hang(prepared, tmp_path):
     params["train"]["num_workers"] = 1
     write_params(root / "params.yaml", params)
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    proc = subprocess.run([sys.executable, "-c", CRASHING_WORKER, "train", "unet"], cwd=root, env=env,
+    proc = subprocess.run([sys.executable, "-c", CRASHING_WORKER, "train", "unet", "0"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=120)  # no hang
     assert proc.returncode == 2
     line = one_line(proc.stderr)
     assert "DataLoader worker" in line and "train.num_workers: 0" in line
-    assert not (prepared / "data/checkpoints/unet.pt").exists() and not (root / "metrics/unet").exists()
+    assert not (prepared / paths.checkpoint_path("unet", 0)).exists() and not (root / "metrics/unet").exists()
 
 
 def yaml_load(path: Path) -> dict:
@@ -328,13 +330,14 @@ class _RunsCode:
 
 def test_a_checkpoint_with_a_pickled_payload_is_refused_not_run(prepared, tmp_path, monkeypatch, capsys):
     marker = tmp_path / "pwned"
-    evil = prepared / "data/checkpoints/unet.pt"
+    evil = prepared / paths.checkpoint_path("unet", 0)
+    evil.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": 1, "arch": "unet", "options": {}, "state_dict": {}, "payload": _RunsCode(marker)}, evil)
     try:
-        for stage in (["evaluate", "unet"], ["profile", "unet"]):
+        for stage in (["evaluate", "unet", "0"], ["profile", "unet"]):
             code, stderr = cli_run(prepared, stage, monkeypatch, capsys)
             line = one_line(stderr)
-            assert code == 2 and "data/checkpoints/unet.pt: refused" in line and "weights_only" in line
+            assert code == 2 and "data/checkpoints/unet/seed0.pt: refused" in line and "weights_only" in line
         assert not marker.exists()
     finally:
         evil.unlink()
@@ -498,10 +501,11 @@ def _cmdline(process: psutil.Process) -> list[str]:
         return []
 
 
-def metrics_without_times(workspace: Path, model: str) -> dict:
-    train = json.loads((workspace / f"metrics/{model}/train.json").read_text())
+def metrics_without_times(workspace: Path, model: str, seed: int = 0) -> dict:
+    """The seed's own train.json (less its timings) and eval.json, as train@ and evaluate@ write them."""
+    train = json.loads((workspace / paths.seed_metrics_path(model, seed, "train")).read_text())
     times = ("train_time_s", "time_per_epoch_s", "images_per_s", "data_wait_fraction")
-    return {"eval": json.loads((workspace / f"metrics/{model}/eval.json").read_text()),
+    return {"eval": json.loads((workspace / paths.seed_metrics_path(model, seed, "eval")).read_text()),
             "train": {k: v for k, v in train.items() if k not in times}}
 
 
@@ -511,8 +515,9 @@ def test_killed_stages_recover_and_repro_is_idempotent_and_deterministic(workspa
     params["data"]["synthetic"].update(num_train=96, num_val=8, num_test=8)  # long enough to kill mid-write
     params["data"]["workers"] = 1
     params["models"] = {"unet": {"arch": "unet", "base_channels": 4}}
+    params["seeds"] = [0]  # dvc.yaml's matrix reads it from params.yaml
     write_params(workspace / "params.yaml", params)
-    target, everything = "evaluate@unet", {"download", "preprocess", "train@unet", "evaluate@unet"}
+    target, everything = "evaluate@unet-0", {"download", "preprocess", "train@unet-0", "evaluate@unet-0"}
 
     # The first run dies while download writes, the second while preprocess writes; neither stage
     # has run to the end before, so nothing is cached and each really runs again over what the

@@ -8,11 +8,16 @@ import re
 import pandas as pd
 import pytest
 import yaml
-from conftest import run
+from conftest import TINY_PARAMS, run, write_params
+
+from segbench import paths
 
 pytestmark = pytest.mark.integration
 
 MODELS = ("unet", "deeplab")
+SEED = 0  # one training seed: stages train@<model>-0 and evaluate@<model>-0
+# the summary's columns that compare each model with the best one (they move when the best model changes)
+VS_BEST = ["pareto", "miou_vs_best", "miou_vs_best_low", "miou_vs_best_high", "miou_tied_with_best"]
 
 
 def ran_stages(output: str) -> set[str]:
@@ -37,24 +42,34 @@ def at(repo, rev: str, path: str) -> str:
     return run(["git", "show", f"{rev}:{path}"], repo).stdout
 
 
+def model_stages(model: str) -> set[str]:
+    return {f"train@{model}-{SEED}", f"evaluate@{model}-{SEED}", f"aggregate@{model}", f"profile@{model}"}
+
+
 def test_repro_end_to_end_then_noop_then_one_model_edit(workspace):
+    # dvc.yaml's matrix reads `seeds` from params.yaml (DVC has no default for a missing variable)
+    write_params(workspace / "params.yaml", {**TINY_PARAMS, "seeds": [SEED]})
     first = dvc(["repro"], workspace)
-    expected = {"download", "preprocess", "plot"} | {f"{s}@{m}" for s in ("train", "evaluate", "profile") for m in MODELS}
+    expected = {"download", "preprocess", "plot"} | {stage for m in MODELS for stage in model_stages(m)}
     assert ran_stages(first.stdout) == expected
 
     for model in MODELS:
-        train = json.loads((workspace / f"metrics/{model}/train.json").read_text())
+        # the aggregate stage's summaries over the seeds: {"mean", "std", "n", "ci95_low", "ci95_high"} per number
+        train = json.loads((workspace / paths.metrics_path(model, "train")).read_text())
         assert {"train_time_s", "epochs", "best_epoch", "best_val_miou", "images_per_s"} <= train.keys()
-        assert train["epochs"] == 1 and train["train_time_s"] > 0
-        ev = json.loads((workspace / f"metrics/{model}/eval.json").read_text())
+        assert train["seeds"] == [SEED] and train["epochs"]["n"] == 1
+        assert train["epochs"]["mean"] == 1 and train["train_time_s"]["mean"] > 0
+        ev = json.loads((workspace / paths.metrics_path(model, "eval")).read_text())
         assert {"miou", "mrecall", "accuracy", "mdice", "iou_per_class"} <= ev.keys()
         assert list(ev["iou_per_class"]) == ["background", "disk", "box", "triangle", "ring", "pole"]
-        assert 0 <= ev["miou"] <= 1 and 0 <= ev["accuracy"] <= 1
+        assert 0 <= ev["miou"]["mean"] <= 1 and 0 <= ev["accuracy"]["mean"] <= 1
+        seed_ev = json.loads((workspace / paths.seed_metrics_path(model, SEED, "eval")).read_text())
+        assert seed_ev["miou"] == ev["miou"]["mean"]  # one seed: the summary's mean is that seed's score
         prof = json.loads((workspace / f"metrics/{model}/profile.json").read_text())
         assert {"params", "size_mb", "latency_cpu_ms", "latency_cpu_p90_ms"} <= prof.keys()
         assert prof["params"] > 0 and prof["latency_cpu_ms"] > 0 and prof["latency_cpu_p90_ms"] >= prof["latency_cpu_ms"]
         assert "latency_cuda_ms" not in prof  # absent, not zero, without a GPU
-        assert (workspace / f"data/checkpoints/{model}.pt").is_file()
+        assert (workspace / paths.checkpoint_path(model, SEED)).is_file()
     for png in ("miou_vs_train_time.png", "miou_vs_latency_cpu.png", "miou_vs_size.png"):
         assert (workspace / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (workspace / "plots/summary.md").read_text()
@@ -76,7 +91,7 @@ def test_repro_end_to_end_then_noop_then_one_model_edit(workspace):
     params["models"]["unet"]["train"] = {"lr": 0.005}
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = dvc(["repro"], workspace)
-    assert ran_stages(third.stdout) == {"train@unet", "evaluate@unet", "profile@unet", "plot"}
+    assert ran_stages(third.stdout) == model_stages("unet") | {"plot"}
     commit(workspace, "wider unet")
 
     changed = run(["git", "diff", "--name-only", "HEAD~1", "HEAD"], workspace).stdout.split()
@@ -89,9 +104,10 @@ def test_repro_end_to_end_then_noop_then_one_model_edit(workspace):
     assert params_diff["new"] > params_diff["old"] > 0  # 6 channels instead of 4
 
     # the report's tables: the untouched model's row is unchanged, apart from Pareto membership
+    # and its difference to the best model
     old, new = (pd.read_csv(io.StringIO(at(workspace, rev, "plots/summary.csv"))).set_index("model")
                 for rev in ("HEAD~1", "HEAD"))
-    assert old.loc["deeplab"].drop("pareto").equals(new.loc["deeplab"].drop("pareto"))
+    assert old.loc["deeplab"].drop(VS_BEST).equals(new.loc["deeplab"].drop(VS_BEST))
     assert old.loc["unet", "params"] < new.loc["unet", "params"]
 
     plots = json.loads(dvc(["plots", "diff", "HEAD~1", "HEAD", "--json"], workspace).stdout)
@@ -111,4 +127,4 @@ def test_repro_end_to_end_then_noop_then_one_model_edit(workspace):
     metrics_py = workspace / "src/segbench/metrics.py"
     metrics_py.write_text(metrics_py.read_text() + "\n# an edit\n")
     stale = dvc(["status", "--json"], workspace).stdout
-    assert {f"train@{m}" for m in MODELS} | {f"evaluate@{m}" for m in MODELS} <= set(json.loads(stale)), stale
+    assert {f"{s}@{m}-{SEED}" for s in ("train", "evaluate") for m in MODELS} <= set(json.loads(stale)), stale

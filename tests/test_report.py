@@ -1,6 +1,8 @@
-"""The report (plot stage) on fabricated metrics: files, Pareto fronts, tables, axes, the page template."""
+"""The report (plot stage) on fabricated per-seed outputs (tests/fake_run.py): the aggregate
+summaries, files, significance-aware Pareto fronts, tables, axes, the page template."""
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -9,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fake_run import fake_metrics, fake_run, write_json
+from fake_run import SEEDS, fake_metrics, fake_run, write_json
 
 from segbench import report, report_figures
 from segbench.cli import main
@@ -18,8 +20,9 @@ from segbench.html_template import template_stamp, write_template
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
-PARAMS = {"models": {"big": {"arch": "unet"}, "small": {"arch": "unet", "base_channels": 4},
-                     "twin": {"arch": "prior_baseline"}}, "plot": {"dpi": 50}}
+PARAMS = {"seeds": list(SEEDS), "models": {"big": {"arch": "unet"}, "small": {"arch": "unet", "base_channels": 4},
+                                           "twin": {"arch": "prior_baseline"}, "worse": {"arch": "unet"}},
+          "plot": {"dpi": 50, "bootstrap": 500}}
 
 
 def declared_plot_outputs() -> list[str]:
@@ -27,18 +30,22 @@ def declared_plot_outputs() -> list[str]:
     return [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
 
 
-@pytest.fixture(scope="module")
-def stage_run(tmp_path_factory) -> Path:
-    """`segbench plot` (the stage's command) in a directory holding fabricated per-model outputs."""
-    root = tmp_path_factory.mktemp("report")
-    fake_run(root)
-    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+def plot_stage(root: Path, params: dict = PARAMS) -> None:
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
     cwd = os.getcwd()
     os.chdir(root)
     try:
         assert main(["plot"]) == 0
     finally:
         os.chdir(cwd)
+
+
+@pytest.fixture(scope="module")
+def stage_run(tmp_path_factory) -> Path:
+    """`segbench plot` (the stage's command) in a directory holding fabricated per-model outputs."""
+    root = tmp_path_factory.mktemp("report")
+    fake_run(root)
+    plot_stage(root)
     return root
 
 
@@ -62,10 +69,49 @@ def test_pareto_front(quality, cost, members):
     assert report.pareto_front(np.array(quality, float), np.array(cost, float)).tolist() == members
 
 
+@pytest.mark.parametrize("quality, cost, better, members", [
+    # 1 is cheaper, 0 better but not significantly: both stay (the data cannot rank them)
+    ([0.6, 0.5], [10, 1], [[False, False], [False, False]], [True, True]),
+    # 0 significantly better at no more cost: 1 is off
+    ([0.6, 0.5], [1, 1], [[False, True], [False, False]], [True, False]),
+    # 0 significantly better but costlier: both stay
+    ([0.6, 0.5], [10, 1], [[False, True], [False, False]], [True, True]),
+    # a tie in quality at a higher cost stays on (the exact rule would drop it)
+    ([0.5, 0.5], [1, 2], [[False, False], [False, False]], [True, True]),
+    # a significantly better model with no cost measured dominates nothing
+    ([0.9, 0.5], [math.nan, 1], [[False, True], [False, False]], [False, True]),
+])
+def test_pareto_front_with_uncertainty(quality, cost, better, members):
+    front = report.pareto_front(np.array(quality, float), np.array(cost, float), np.array(better, bool))
+    assert front.tolist() == members
+
+
 @pytest.mark.parametrize("values, log", [([1, 10], False), ([1, 10.5], True), ([0, 5, 500], False),
                                           ([2, math.nan, 300], True), ([7], False), ([-1, 100], False)])
 def test_log_axis_only_beyond_a_decade_of_positive_values(values, log):
     assert report_figures.use_log_scale(values) is log
+
+
+# --- the aggregate stage ----------------------------------------------------------------------------
+
+def test_aggregates_summarise_every_seed(stage_run):
+    ev = json.loads((stage_run / "metrics/small/eval.json").read_text())
+    per_seed = [json.loads((stage_run / f"metrics/small/seeds/{s}/eval.json").read_text()) for s in SEEDS]
+    values = [r["miou"] for r in per_seed]
+    assert ev["seeds"] == list(SEEDS) and ev["split"] == "test"  # settings kept as they are
+    assert ev["miou"]["n"] == 3 and ev["miou"]["mean"] == pytest.approx(np.mean(values))
+    assert ev["miou"]["std"] == pytest.approx(np.std(values, ddof=1))
+    half = 4.302652729911275 * np.std(values, ddof=1) / math.sqrt(3)  # t(0.975, 2)
+    assert ev["miou"]["ci95_low"] == pytest.approx(np.mean(values) - half)
+    assert ev["miou"]["ci95_high"] == pytest.approx(np.mean(values) + half)
+    assert ev["iou_per_class"]["disk"]["n"] == 3  # per class too
+    assert ev["iou_per_class"]["pole"] == {"mean": None, "std": None, "n": 0, "ci95_low": None, "ci95_high": None}
+    train = json.loads((stage_run / "metrics/small/train.json").read_text())
+    assert train["train_time_s"]["n"] == 3 and train["device"] == "cpu" and train["threads"] == 2
+    assert (stage_run / "plots/small/predictions.png").read_bytes() == (
+        stage_run / "plots/small/seeds/0/predictions.png").read_bytes()  # the first seed's samples
+    pooled = pd.read_csv(stage_run / "plots/small/confusion_matrix.csv")
+    assert not pooled.empty
 
 
 # --- the stage ------------------------------------------------------------------------------------
@@ -81,27 +127,44 @@ def test_stage_writes_every_declared_output(stage_run):
             assert path.read_bytes()[:8] == PNG, out
 
 
-def test_summary_sorted_by_miou_with_pareto_axes(stage_run):
+def test_summary_sorted_by_miou_with_significance_and_pareto_axes(stage_run):
     summary = read_csv(stage_run / "plots/summary.csv").set_index("model")
-    assert list(summary.index) == ["big", "small", "twin"]  # the tie keeps params order
+    assert list(summary.index) == ["big", "small", "twin", "worse"]  # the tie keeps params order
     assert list(summary["miou"]) == sorted(summary["miou"], reverse=True)
+    everything = "train time, CPU latency, size, GFLOPs"
     assert summary.loc["big", "pareto"] == "train time, CPU latency, GPU latency, size, GFLOPs"
-    assert summary.loc["small", "pareto"] == "train time, CPU latency, size"   # twin is free in GFLOPs
-    assert summary.loc["twin", "pareto"] == "train time, CPU latency, GFLOPs"  # small is smaller
+    assert summary.loc["small", "pareto"] == everything
+    assert summary.loc["twin", "pareto"] == everything  # tied with small: a larger size does not push it off
+    assert pd.isna(summary.loc["worse", "pareto"])  # small is significantly better and cheaper in everything
+    assert (summary["seeds"] == 3).all()
+    assert (summary["miou_ci95_low"] < summary["miou"]).all() and (summary["miou"] < summary["miou_ci95_high"]).all()
+    assert summary.loc["big", "miou_vs_best"] == 0 and bool(summary.loc["big", "miou_tied_with_best"])
+    assert summary.loc["twin", "miou_vs_best"] == pytest.approx(summary.loc["small", "miou_vs_best"])
+    for model in ("small", "twin", "worse"):
+        row = summary.loc[model]
+        assert row["miou_vs_best_low"] <= row["miou_vs_best"] <= row["miou_vs_best_high"] < 0
+        assert not row["miou_tied_with_best"]
     assert summary.loc["big", "params"] == 10_000_000 and summary["params"].dtype.kind == "i"  # exact, not 1e+07
-    assert summary.loc["big", "latency_cuda_ms"] == 1.5 and summary["latency_cuda_ms"].isna().sum() == 2
+    assert summary.loc["big", "latency_cuda_ms"] == 1.5 and summary["latency_cuda_ms"].isna().sum() == 3
     assert summary.loc["small", "latency_cpu_48x64_ms"] == 3.0 and math.isnan(summary.loc["twin", "latency_cpu_48x64_ms"])
 
-    md = (stage_run / "plots/summary.md").read_text().splitlines()
+    text = (stage_run / "plots/summary.md").read_text()
+    md = text.splitlines()
     header = [c.strip() for c in md[0].strip("|").split("|")]
-    assert header[:3] == ["model", "pareto", "mIoU"] and "GPU latency (ms)" in header
+    assert header[:5] == ["model", "pareto", "mIoU (95% CI)", "seeds", "mIoU vs best (95% CI)"]
+    assert "GPU latency (ms)" in header
     assert header.index("CPU latency 48x64 (ms)") == header.index("CPU latency (ms)") + 1
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in md[2:5]}
-    assert list(rows) == ["big", "small", "twin"]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in md[2:6]}
+    assert list(rows) == ["big", "small", "twin", "worse"]
     gpu = header.index("GPU latency (ms)")
     assert rows["big"][gpu] == "1.5" and rows["small"][gpu] == "—" and rows["twin"][gpu] == "—"
     assert rows["big"][header.index("params")] == "10,000,000"
-    assert rows["big"][header.index("mIoU")] == "0.6000"
+    half = (summary.loc["big", "miou_ci95_high"] - summary.loc["big", "miou_ci95_low"]) / 2
+    assert rows["big"][header.index("mIoU (95% CI)")] == f"{summary.loc['big', 'miou']:.4f} ± {half:.4f}"
+    assert rows["big"][header.index("mIoU vs best (95% CI)")] == "best"
+    assert rows["small"][header.index("mIoU vs best (95% CI)")].startswith(f"{summary.loc['small', 'miou_vs_best']:+.4f} [")
+    assert ("At 95% confidence: big has the best mIoU (higher is better); small, twin, worse are significantly "
+            "worse.") in text
 
 
 def test_tradeoff_data_per_axis_and_profiled_size(stage_run):
@@ -111,40 +174,63 @@ def test_tradeoff_data_per_axis_and_profiled_size(stage_run):
             df = df[df["setting"] == setting]
         return dict(zip(df["model"], df["pareto"]))
 
-    assert front("train_time") == {"big": True, "small": True, "twin": True}
-    assert front("size") == {"big": True, "small": True, "twin": False}
-    assert front("gflops") == {"big": True, "small": False, "twin": True}
+    on = {"big": True, "small": True, "twin": True, "worse": False}
+    assert front("train_time") == on and front("size") == on and front("gflops") == on
     cpu = read_csv(stage_run / "plots/miou_vs_latency_cpu.csv")
     assert list(dict.fromkeys(cpu["setting"])) == ["32x32 (training size)", "48x64"]
-    assert front("latency_cpu", "48x64") == {"big": True, "small": True, "twin": False}  # twin: not measured there
+    assert front("latency_cpu", "48x64") == {**on, "twin": False}  # twin: not measured there
+    assert {"miou_ci95_low", "miou_ci95_high"} <= set(cpu.columns)  # the error bars
+    assert (cpu["miou_ci95_low"] < cpu["miou"]).all()
     cuda = read_csv(stage_run / "plots/miou_vs_latency_cuda.csv")
     assert set(cuda["setting"]) == {"32x32 (training size)", "48x64", "32x32 bf16 (training size)"}
     at_training = cuda[cuda["setting"] == "32x32 (training size)"].set_index("model")
-    assert at_training.loc["big", "latency_cuda_ms"] == 1.5 and at_training["latency_cuda_ms"].isna().sum() == 2
-    assert at_training["pareto"].tolist() == [True, False, False]  # models without CUDA keys: listed, not drawn
+    assert at_training.loc["big", "latency_cuda_ms"] == 1.5 and at_training["latency_cuda_ms"].isna().sum() == 3
+    assert at_training["pareto"].tolist() == [True, False, False, False]  # models without CUDA keys: listed, not drawn
 
 
 def test_heatmap_and_curve_data(stage_run):
     ious = read_csv(stage_run / "plots/iou_per_class.csv")
     assert list(ious.columns) == ["model", "rank", "class", "class_index", "iou"]
-    assert list(dict.fromkeys(ious["model"])) == ["big", "small", "twin"]
+    assert list(dict.fromkeys(ious["model"])) == ["big", "small", "twin", "worse"]
     assert list(dict.fromkeys(ious["class"])) == ["background", "disk", "pole"]
     pole = ious[ious["class"] == "pole"].set_index("model")["iou"]
-    assert pole["big"] == 0.1 and math.isnan(pole["small"])  # undefined IoU stays empty, not 0
+    assert pole.isna().all()  # undefined IoU stays empty, not 0
+    disk = ious[ious["class"] == "disk"].set_index("model")["iou"]
+    seeds = [json.loads((stage_run / f"metrics/big/seeds/{s}/eval.json").read_text()) for s in SEEDS]
+    assert disk["big"] == pytest.approx(np.mean([r["iou_per_class"]["disk"] for r in seeds]), rel=1e-5)  # the mean
 
     curves = read_csv(stage_run / "plots/training_curves.csv")
-    assert list(curves.columns) == ["model", "epoch", "train_loss", "val_loss", "val_miou", "lr", "val_depth_rmse",
-                                    "train_depth_loss", "val_depth_loss"]  # depth: empty without task seg_depth
+    assert list(curves.columns[:10]) == ["model", "epoch", "seeds", "train_loss", "val_loss", "val_miou", "lr",
+                                         "val_depth_rmse", "train_depth_loss", "val_depth_loss"]
     assert curves[["val_depth_rmse", "train_depth_loss", "val_depth_loss"]].isna().all().all()
     assert set(curves["model"]) == {"big", "small"}  # twin has no DVCLive log: left out, not an error
-    assert curves[curves["model"] == "big"]["epoch"].tolist() == [1, 2, 3]
-    assert curves["val_miou"].notna().all()
+    big = curves[curves["model"] == "big"]
+    assert big["epoch"].tolist() == [1, 2, 3] and (big["seeds"] == 3).all()
+    # the band: lowest to highest seed around the mean (fake logs: +0.001 per seed)
+    assert np.allclose(big["val_miou_max"] - big["val_miou_min"], 0.002)
+    assert np.allclose(big["val_miou"], (big["val_miou_min"] + big["val_miou_max"]) / 2)
+
+
+def test_one_seed_writes_valid_metrics_and_says_there_is_no_interval(tmp_path):
+    fake_run(tmp_path, seeds=(0,))
+    plot_stage(tmp_path, {**PARAMS, "seeds": [0]})
+    ev = json.loads((tmp_path / "metrics/big/eval.json").read_text())
+    assert ev["seeds"] == [0] and ev["miou"]["n"] == 1
+    assert ev["miou"]["std"] is None and ev["miou"]["ci95_low"] is None and ev["miou"]["ci95_high"] is None
+    summary = read_csv(tmp_path / "plots/summary.csv").set_index("model")
+    assert summary["miou_ci95_low"].isna().all() and (summary["seeds"] == 1).all()
+    text = (tmp_path / "plots/summary.md").read_text()
+    assert "1 seed: no interval" in text
+    assert f"| big | train time, CPU latency, GPU latency, size, GFLOPs | {summary.loc['big', 'miou']:.4f} | 1 | best |" in text
+    # the test-image bootstrap still separates models that differ this much
+    assert not summary.loc["worse", "miou_tied_with_best"] and summary.loc["twin", "miou_vs_best_low"] < 0
 
 
 def test_axes_and_gpu_placeholder(tmp_path):
     fake_metrics(tmp_path)
-    metrics = report.load_metrics(tmp_path / "metrics", ["big", "small", "twin"])
-    colours = report_figures.model_colours(["big", "small", "twin"])
+    names = ["big", "small", "twin", "worse"]
+    metrics = report.load_metrics(tmp_path / "metrics", names)
+    colours = report_figures.model_colours(names)
     axes = {a.name: a for a in report.AXES}
 
     def xscales(name, data=metrics):
@@ -159,7 +245,7 @@ def test_axes_and_gpu_placeholder(tmp_path):
     no_gpu = [report.ModelMetrics(m.name, m.train, m.eval, {k: v for k, v in m.profile.items() if "cuda" not in k})
               for m in metrics]
     table = report.tradeoff_table(no_gpu, axes["latency_cuda"])
-    assert len(table) == 3 and table["latency_cuda_ms"].isna().all()  # the data file keeps its shape
+    assert len(table) == 4 and table["latency_cuda_ms"].isna().all()  # the data file keeps its shape
     fig = report_figures.tradeoff_figure(table, axes["latency_cuda"], colours)
     assert any("no GPU measurements" in t.get_text() for ax in fig.axes for t in ax.texts)
     summary = report.summary_table(no_gpu)
@@ -168,7 +254,7 @@ def test_axes_and_gpu_placeholder(tmp_path):
 
 def test_missing_metrics_is_one_line_error(tmp_path, monkeypatch, capsys):
     fake_metrics(tmp_path, models=("big", "small"))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "models": {**PARAMS["models"]}}))
     monkeypatch.chdir(tmp_path)
     assert main(["plot"]) == 2
     err = capsys.readouterr().err.strip()

@@ -17,6 +17,7 @@ from conftest import BIN, TINY_PARAMS, write_params
 
 import segbench.cli as cli
 import segbench.engine as train_module
+from segbench import paths
 
 TIMES = ("train_time_s", "time_per_epoch_s", "images_per_s", "data_wait_fraction")
 EPOCHS = 5
@@ -48,21 +49,24 @@ def restore_threads():
     torch.set_num_threads(threads)
 
 
-RESUME = Path("data/checkpoints/unet.resume.pt")
-TRAIN_JSON = Path("metrics/unet/train.json")
-LOG = Path("plots/unet/train_log/plots/metrics")
+SEED = 0  # the fixtures' params list no seeds: the default, [0]
+CHECKPOINT = paths.checkpoint_path("unet", SEED)
+RESUME = Path("data/checkpoints/unet/seed0.resume.pt")  # beside the seed's checkpoint, named as users see it
+TRAIN_JSON = paths.seed_metrics_path("unet", SEED, "train")
+LOG = paths.train_log_dir("unet", SEED) / "plots/metrics"
+TRAIN = ["train", "unet", str(SEED)]
 
 
 def outputs() -> dict:
     """What a train run leaves: metrics without times, final weights, the DVCLive curves."""
     metrics = json.loads(TRAIN_JSON.read_text())
-    state = torch.load("data/checkpoints/unet.pt", map_location="cpu", weights_only=True)["state_dict"]
+    state = torch.load(CHECKPOINT, map_location="cpu", weights_only=True)["state_dict"]
     curves = {p.name: p.read_text() for p in sorted(LOG.iterdir())}
     return {"metrics": {k: v for k, v in metrics.items() if k not in TIMES}, "state": state, "curves": curves}
 
 
 def clear_outputs() -> None:
-    for path in (TRAIN_JSON, Path("data/checkpoints/unet.pt")):
+    for path in (TRAIN_JSON, CHECKPOINT):
         path.unlink()
 
 
@@ -75,7 +79,7 @@ def assert_same(a: dict, b: dict) -> None:
 
 def start_training() -> subprocess.Popen:
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    return subprocess.Popen([sys.executable, "-m", "segbench", "train", "unet"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "segbench", *TRAIN], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -96,7 +100,7 @@ def kill_after_first_resume_checkpoint(proc: subprocess.Popen, timeout: float = 
 
 
 def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(prepared, capsys):
-    assert cli.main(["train", "unet"]) == 0  # the uninterrupted reference, in-process
+    assert cli.main(TRAIN) == 0  # the uninterrupted reference, in-process
     reference = outputs()
     assert not RESUME.exists()  # removed once the run is complete
     clear_outputs()
@@ -105,7 +109,7 @@ def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(prepared, c
     assert not TRAIN_JSON.exists()
 
     capsys.readouterr()
-    assert cli.main(["train", "unet"]) == 0  # as `dvc repro` would, after the kill
+    assert cli.main(TRAIN) == 0  # as `dvc repro` would, after the kill
     assert f"resuming from {RESUME} after epoch {killed_at}" in capsys.readouterr().out
     assert not RESUME.exists()
     result = outputs()
@@ -132,42 +136,42 @@ def interrupt_after_epochs(monkeypatch, epochs: int) -> None:
 def test_a_resume_file_from_other_params_is_ignored(prepared, monkeypatch, capsys):
     with monkeypatch.context() as patch:
         interrupt_after_epochs(patch, 2)
-        assert cli.main(["train", "unet"]) == 130
+        assert cli.main(TRAIN) == 130
     assert RESUME.exists()
 
     write_params(prepared / "params.yaml", resume_params(lr=0.02))
     capsys.readouterr()
-    assert cli.main(["train", "unet"]) == 0
+    assert cli.main(TRAIN) == 0
     assert f"{RESUME}: written by a different run (params, data, code or process count changed); starting fresh" \
         in capsys.readouterr().out
     fresh_after_stale = outputs()
     assert fresh_after_stale["metrics"]["epochs"] == EPOCHS and not RESUME.exists()
 
     clear_outputs()
-    assert cli.main(["train", "unet"]) == 0  # no resume file at all
+    assert cli.main(TRAIN) == 0  # no resume file at all
     assert_same(outputs(), fresh_after_stale)
 
 
 def test_an_unreadable_resume_file_is_ignored(prepared, capsys):
     RESUME.parent.mkdir(parents=True, exist_ok=True)
     RESUME.write_bytes(b"half a checkpoint")
-    assert cli.main(["train", "unet"]) == 0
+    assert cli.main(TRAIN) == 0
     out = capsys.readouterr().out
     assert "unreadable checkpoint" in out and "starting fresh" in out
     assert not RESUME.exists()
 
 
 def test_killed_after_the_last_epoch_finishes_without_training_again(prepared, monkeypatch, capsys):
-    assert cli.main(["train", "unet"]) == 0
+    assert cli.main(TRAIN) == 0
     reference = outputs()
     clear_outputs()
     with monkeypatch.context() as patch:  # every epoch done, killed before the checkpoint was written
         patch.setattr(train_module, "save_checkpoint", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
-        assert cli.main(["train", "unet"]) == 130
+        assert cli.main(TRAIN) == 130
     assert RESUME.exists()
     with monkeypatch.context() as patch:
         interrupt_after_epochs(patch, 0)  # any training step would raise
-        assert cli.main(["train", "unet"]) == 0
+        assert cli.main(TRAIN) == 0
     assert f"after epoch {EPOCHS}" in capsys.readouterr().out
     assert_same(outputs(), reference)
 
@@ -181,10 +185,10 @@ def test_a_run_that_stopped_early_stays_stopped_when_resumed(prepared, monkeypat
                         lambda *a, **k: SimpleNamespace(scores={"miou": next(scores)}, losses={"loss": 0.1}))
     with monkeypatch.context() as patch:
         patch.setattr(train_module, "save_checkpoint", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
-        assert cli.main(["train", "unet"]) == 130
+        assert cli.main(TRAIN) == 130
     with monkeypatch.context() as patch:
         interrupt_after_epochs(patch, 0)
-        assert cli.main(["train", "unet"]) == 0
+        assert cli.main(TRAIN) == 0
     metrics = json.loads(TRAIN_JSON.read_text())
     assert metrics["stopped_early"] == 1 and metrics["epochs"] == 2 and metrics["best_epoch"] == 1
 
@@ -196,7 +200,7 @@ def test_augmentation_draws_do_not_depend_on_the_dataloader_workers(prepared):
 
     def trained(workers: int) -> dict:
         params = params_from_dict(resume_params(epochs=2, num_workers=workers))
-        result = train_module.train(params.model("unet"), Path("data/processed"), seed=0, augmentation=params.augmentation)
+        result = train_module.train(params.model("unet"), Path("data/processed"), seed=SEED, augmentation=params.augmentation)
         return result.model.state_dict()
 
     a, b = trained(0), trained(2)

@@ -42,7 +42,7 @@ def aggregate_reports(reports: list[dict], seeds: list[int]) -> dict:
     for key in keys:
         values = [report.get(key) for report in reports]
         present = [v for v in values if v is not None]
-        if key not in SETTINGS and present and all(_is_number(v) for v in present):
+        if key not in SETTINGS and all(_is_number(v) for v in present):  # null in every seed: a summary with n 0
             merged[key] = summarize(values)
         elif present and all(isinstance(v, dict) for v in present):
             merged[key] = aggregate_reports([v if isinstance(v, dict) else {} for v in values], seeds)

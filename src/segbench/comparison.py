@@ -107,17 +107,17 @@ def significance_sentence(result: ScoreComparison, label: str) -> str:
     """One plain sentence: which models are tied with the best at 95%, and how many seeds carry it."""
     tied = [m for m in result.models if m != result.best and result.tied_with_best(m)]
     worse = [m for m in result.models if m not in tied and m != result.best]
-    direction = "better" if result.rule.higher_is_better else "lower"
+    direction = "higher" if result.rule.higher_is_better else "lower"
+    parts = [f"At 95% confidence: {result.best} has the best {label} ({direction} is better)"]
     if tied:
-        ties = (f"{', '.join(tied)} {'is' if len(tied) == 1 else 'are'} statistically tied with it "
-                f"(the 95% interval of the difference includes 0)")
-    else:
-        ties = "no model is statistically tied with it"
-    rest = f"; {'the other' if tied else 'every other'} {len(worse)} {'is' if len(worse) == 1 else 'are'} " \
-           f"significantly worse" if worse else ""
-    sentence = f"Best {label} ({direction} is better): {result.best}; {ties}{rest}."
+        parts.append(f"{', '.join(tied)} {'is' if len(tied) == 1 else 'are'} statistically tied with it "
+                     "(the interval of the difference includes 0)")
+    if worse:
+        parts.append(f"{', '.join(worse)} {'is' if len(worse) == 1 else 'are'} significantly worse")
+    sentence = "; ".join(parts) + "."
     single = [m for m, n in zip(result.models, result.seeds) if n < 2]
     if single:
-        sentence += (f" With 1 seed ({', '.join(single) if len(single) < len(result.models) else 'every model'}) "
-                     "the intervals cover test-set noise only, not seed-to-seed noise: 1 seed, no interval over seeds.")
+        who = "every model" if len(single) == len(result.models) else ", ".join(single)
+        sentence += (f" 1 seed: no interval over seeds ({who}); the intervals of differences then cover test-set noise "
+                     "only, not seed-to-seed noise.")
     return sentence
