@@ -30,6 +30,7 @@ def segbench(args: list[str], cwd: Path, check: bool = False) -> subprocess.Comp
 
 TINY_PARAMS = {
     "seed": 0,
+    "seeds": [0],  # dvc.yaml's matrix reads it: a params file for `dvc repro` must list it
     "task": "segmentation",
     "data": {"dataset": "synthetic", "image_size": [32, 32],
              "synthetic": {"num_train": 12, "num_val": 6, "num_test": 6, "height": 32, "width": 32, "num_classes": 6}},

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, TINY_PARAMS, run
-from fake_run import MODELS, fake_run
+from fake_run import MODELS, SEEDS, fake_run
 
 from segbench.cli import main
 
@@ -97,10 +97,10 @@ def dvc(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def report(workspace):
-    """The workspace with the plot stage run by DVC on fabricated outputs, and `dvc plots show` done."""
+    """The workspace with the aggregate and plot stages run on fabricated per-seed outputs, and `dvc plots show` done."""
     repo = workspace
-    params = dict(TINY_PARAMS, models={"big": {"arch": "unet"}, "small": {"arch": "unet", "base_channels": 4},
-                                       "twin": {"arch": "prior_baseline"}})
+    params = dict(TINY_PARAMS, seeds=list(SEEDS), models={"big": {"arch": "unet"}, "small": {"arch": "unet", "base_channels": 4},
+                                                          "twin": {"arch": "prior_baseline"}, "worse": {"arch": "unet"}})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     fake_run(repo)
     cwd = os.getcwd()
@@ -125,7 +125,7 @@ def test_every_declared_plot_draws_offline(report):
     assert not declared.get("errors"), declared.get("errors")
     vega = [name for name, plots in declared["data"].items() if plots[0]["type"] == "vega"]
     images = [name for name, plots in declared["data"].items() if plots[0]["type"] == "image"]
-    # the report's own plots, and every model's confusion matrix and predictions from evaluate
+    # the report's own plots, and every model's confusion matrix and predictions from aggregate
     assert {"plots/miou_vs_latency_cuda.csv", "plots/iou_per_class.csv", "Validation mIoU per epoch"} <= set(vega)
     assert {f"plots/{m}/confusion.csv" for m in MODELS} <= set(vega)
     assert {f"plots/{m}/predictions.png" for m in MODELS} | {"plots/training_curves.png"} <= set(images)

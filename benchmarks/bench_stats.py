@@ -1,0 +1,125 @@
+"""How long do the aggregation and the paired bootstrap take, and are the intervals calibrated?
+
+    python benchmarks/bench_stats.py [--models 7] [--seeds 3] [--images 80] [--resamples 2000] [--repeats 300]
+
+1. Speed (target: <= 10 s on 2 cores for 7 models x 3 seeds x 80 test images): the plot
+   stage's statistics on the committed default run's per-image files when they are there
+   (metrics/<model>/seeds/<seed>/per_image.npz, every model of params.yaml), otherwise on
+   simulated ones of that shape: load every per-image file, draw the shared resamples, compare
+   every model with the best and every pair (segbench.comparison), and summarise every seed's
+   eval.json (segbench.aggregate.aggregate_reports).
+2. Calibration on simulated benchmarks (a fixed test set, images of varying difficulty, each
+   seed shifting every class's hit rate): two identical configurations must come out tied in
+   >= 95% of independent repeats; a configuration planted to be better by a known margin must
+   come out better. Also shown: what the image bootstrap alone (no seed term) would say.
+Prints the figures; asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from segbench import paths, stats
+from segbench.aggregate import aggregate_reports
+from segbench.comparison import compare_scores, load_per_image
+from segbench.io import read_json, save_npz
+
+
+def simulated_config(rng, truth, image_effect, margin, seeds, seed_sd=0.15, noise_sd=0.3):
+    """[seeds, images, classes, (tp, fp, fn)] of one configuration on a fixed test set."""
+    out = []
+    for _ in range(seeds):
+        shift = rng.normal(0, seed_sd, (1, truth.shape[1]))
+        rate = 1 / (1 + np.exp(-(0.5 + margin + image_effect + shift + rng.normal(0, noise_sd, truth.shape))))
+        tp = np.round(rate * truth)
+        fn = truth - tp
+        out.append(np.stack([tp, np.roll(fn, 1, axis=1), fn], -1))
+    return np.array(out)
+
+
+def committed_run() -> tuple[list[str], list[int]] | None:
+    """The models and seeds of params.yaml when every per-image file of the default run is present."""
+    from segbench.config import load_params
+
+    params = load_params("params.yaml")
+    models, seeds = list(params.models), list(params.seeds)
+    if all(paths.per_image_path(m, s).is_file() for m in models for s in seeds):
+        return models, seeds
+    return None
+
+
+def speed(args) -> None:
+    found = committed_run()
+    with tempfile.TemporaryDirectory() as tmp:
+        if found is not None:
+            models, seeds = found
+            metrics_dir = paths.METRICS_DIR
+            what = f"the committed run ({len(models)} models x {len(seeds)} seeds)"
+        else:
+            rng = np.random.default_rng(0)
+            models, seeds, metrics_dir = [f"model{i}" for i in range(args.models)], list(range(args.seeds)), Path(tmp)
+            truth = rng.integers(50, 800, (args.images, 6)) * (rng.random((args.images, 6)) < 0.7)
+            effect = rng.normal(0, 0.8, (args.images, 1))
+            for i, m in enumerate(models):
+                counts = simulated_config(rng, truth, effect, 0.05 * i, len(seeds))
+                for s in seeds:
+                    save_npz(paths.per_image_path(m, s, metrics_dir), mask_counts=counts[s].astype(np.int64))
+            what = f"simulated files ({len(models)} models x {len(seeds)} seeds x {args.images} images)"
+        start = time.perf_counter()
+        per_image = load_per_image(metrics_dir, models, seeds)
+        loaded = time.perf_counter()
+        result = compare_scores(per_image, args.resamples, 0)["miou"]
+        compared = time.perf_counter()
+        reports = ([read_json(paths.seed_metrics_path(m, s, "eval")) for s in seeds] for m in models) if found else None
+        if reports is not None:
+            for model_reports in reports:
+                aggregate_reports(model_reports, seeds)
+        done = time.perf_counter()
+    print(f"speed on {what}, {args.resamples} resamples:")
+    print(f"  load {loaded - start:.2f} s, bootstrap + every pair {compared - loaded:.2f} s, "
+          f"aggregate eval.json {done - compared:.2f} s: total {done - start:.2f} s (target <= 10 s)")
+    print(f"  best: {result.best}; tied with it: {[m for m in result.models if m != result.best and result.tied_with_best(m)]}")
+
+
+def calibration(margin: float, seeds: int, repeats: int, resamples: int) -> dict[str, float]:
+    rng = np.random.default_rng(2024)
+    rule = stats.SCORE_RULES["miou"]
+    counts = {"tied": 0, "better": 0, "image_only_tied": 0}
+    for r in range(repeats):
+        truth = rng.integers(50, 800, (80, 6)) * (rng.random((80, 6)) < 0.7)
+        effect = rng.normal(0, 0.8, (80, 1))
+        a = simulated_config(rng, truth, effect, margin, seeds)
+        b = simulated_config(rng, truth, effect, 0.0, seeds)
+        w = stats.bootstrap_weights(80, resamples, seed=r)
+        (a_full, a_boot), (b_full, b_boot) = stats.seed_mean_scores(a, rule, w), stats.seed_mean_scores(b, rule, w)
+        c = stats.compare(a_full, b_full, a_boot, b_boot)
+        image_only = stats.compare(a_full.mean(keepdims=True), b_full.mean(keepdims=True), a_boot, b_boot)
+        counts["tied"] += not c.significant
+        counts["better"] += c.low > 0
+        counts["image_only_tied"] += not image_only.significant
+    return {k: v / repeats for k, v in counts.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=7)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--images", type=int, default=80)
+    parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=300)
+    args = parser.parse_args()
+    speed(args)
+    print(f"calibration: {args.repeats} independent repeats, 80 images, 1000 resamples each")
+    for margin, seeds in ((0.0, 3), (0.0, 5), (0.0, 1), (0.15, 3), (0.3, 3)):
+        start = time.perf_counter()
+        share = calibration(margin, seeds, args.repeats, 1000)
+        print(f"  margin {margin:<4} seeds {seeds}: tied {share['tied']:.3f}, found better {share['better']:.3f}, "
+              f"image bootstrap alone tied {share['image_only_tied']:.3f} ({time.perf_counter() - start:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
