@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from segbench import stats
 from segbench.errors import DataError
 from segbench.evaluate import evaluate_checkpoint, resolve_split
 from segbench.metrics import ConfusionMatrix, ScoreHistogram, average_precision_from_counts
@@ -158,7 +159,7 @@ def tiny_repo(tmp_path_factory):
     manifest = preprocess(params, root / "data/raw", root / "data/processed", workers=1)
     torch.manual_seed(0)
     model = build_model("unet", manifest["num_classes"], base_channels=4)
-    save_checkpoint(root / "data/checkpoints/unet.pt", model, arch="unet", options={"base_channels": 4},
+    save_checkpoint(root / "data/checkpoints/unet/seed0.pt", model, arch="unet", options={"base_channels": 4},
                     class_names=manifest["class_names"], image_size=manifest["image_size"])
     (root / "params.yaml").write_text(yaml.safe_dump(TINY, sort_keys=False))
     return root
@@ -168,8 +169,8 @@ def test_cli_evaluate_writes_report_with_split_and_map_and_plot_files(tiny_repo,
     from segbench.cli import main
 
     monkeypatch.chdir(tiny_repo)
-    assert main(["evaluate", "unet"]) == 0
-    report = json.loads((tiny_repo / "metrics/unet/eval.json").read_text())
+    assert main(["evaluate", "unet", "0"]) == 0
+    report = json.loads((tiny_repo / "metrics/unet/seeds/0/eval.json").read_text())
     names = ["background", "disk", "box", "triangle"]
     assert report["split"] == "test" and report["split_source"] == "the dataset's own"
     assert {"miou", "mrecall", "accuracy", "mdice", "fwiou", "iou_per_class", "recall_per_class",
@@ -177,7 +178,19 @@ def test_cli_evaluate_writes_report_with_split_and_map_and_plot_files(tiny_repo,
     assert list(report["ap_per_class"]) == names
     defined = [v for v in report["ap_per_class"].values() if v is not None]
     assert defined and report["map"] == pytest.approx(np.mean(defined))
+    # the per-image statistics the bootstrap resamples: they sum to the split's scores
+    per_image = np.load(tiny_repo / "metrics/unet/seeds/0/per_image.npz")
+    test_masks = np.load(tiny_repo / "data/processed/test_masks.npy")
+    assert per_image["mask_counts"].shape == (len(test_masks), len(names), 3)
+    assert stats.miou_from_counts(per_image["mask_counts"].sum(0)) == pytest.approx(report["miou"])
+    assert per_image["confusion"].sum() == int((test_masks != IGNORE).sum()) and list(per_image["class_names"]) == names
+    assert (tiny_repo / "plots/unet/seeds/0/predictions.png").read_bytes()[:8] == PNG
+    assert "unet seed 0: test mIoU" in capsys.readouterr().out
 
+    (tiny_repo / "metrics/unet/seeds/0/train.json").write_text('{"train_time_s": 1.5}')  # no training in this fixture
+    assert main(["aggregate", "unet"]) == 0  # the model's files: from its seeds (here one)
+    summary = json.loads((tiny_repo / "metrics/unet/eval.json").read_text())
+    assert summary["miou"] == {"mean": report["miou"], "std": None, "n": 1, "ci95_low": None, "ci95_high": None}
     plots = tiny_repo / "plots/unet"
     for png in ("confusion.png", "predictions.png"):
         assert (plots / png).read_bytes()[:8] == PNG
@@ -186,15 +199,15 @@ def test_cli_evaluate_writes_report_with_split_and_map_and_plot_files(tiny_repo,
     assert len(rows) == 1000 * present and set(rows[0]) == {"actual", "predicted"}
     table = list(csv.DictReader(io.StringIO((plots / "confusion_matrix.csv").read_text())))
     assert len(table) == len(names) ** 2 and {"actual", "predicted", "pixels", "share"} == set(table[0])
-    test_masks = np.load(tiny_repo / "data/processed/test_masks.npy")
     assert sum(int(r["pixels"]) for r in table) == int((test_masks != IGNORE).sum())
     assert not list(plots.glob(".*.tmp"))  # atomic writes leave no temporaries
-    assert "unet: test mIoU" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "unet: test mIoU" in out and "(1 seed: no interval)" in out
 
 
 def test_library_evaluation_on_val_is_labelled_optimistic_and_draws_figures(tiny_repo):
     cache = tiny_repo / "data/processed"
-    result = evaluate_checkpoint(tiny_repo / "data/checkpoints/unet.pt", cache, "val", batch_size=4, device="cpu")
+    result = evaluate_checkpoint(tiny_repo / "data/checkpoints/unet/seed0.pt", cache, "val", batch_size=4, device="cpu")
     assert result.split == "val" and result.report["split"] == "val"
     assert "selected the epoch" in result.report["split_source"]
     assert int(result.confusion.matrix.sum()) == int((np.load(cache / "val_masks.npy") != IGNORE).sum())

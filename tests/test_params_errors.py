@@ -28,7 +28,7 @@ def set_key(params: dict, path: tuple, value) -> dict:
 # Every case through `check` in this process (a stage process spends seconds importing torch);
 # the stage commands share its loader, so two cases each through the real CLI suffice there.
 STAGE_CASES = [(case, stage) for case in ("misspelled_key", "unknown_arch")
-               for stage in (["check"], ["download"], ["train", "unet"], ["plot"])]
+               for stage in (["check"], ["download"], ["train", "unet", "0"], ["plot"])]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -79,7 +79,7 @@ def test_invalid_yaml_names_the_line(tmp_path):
 
 def test_unknown_model_name_on_the_command_line(tmp_path):
     write_params(tmp_path / "params.yaml", TINY_PARAMS)
-    proc = segbench(["train", "nope"], tmp_path)
+    proc = segbench(["train", "nope", "0"], tmp_path)
     assert proc.returncode == 2 and "no model named 'nope'" in proc.stderr and "unet, deeplab" in proc.stderr
 
 
