@@ -139,3 +139,22 @@ def test_ignoring_seed_noise_would_be_overconfident():
         image_only = stats.compare(a_full.mean(keepdims=True), b_full.mean(keepdims=True), a_boot, b_boot)
         false_alarms += image_only.significant
     assert false_alarms / 60 > 0.1
+
+
+def test_depth_scores_are_compared_lower_is_better():
+    """Task seg_depth: depth RMSE gets the same treatment, the lowest RMSE being the best."""
+    rng = np.random.default_rng(3)
+    pixels = np.full((3, 40, 1), 1000.0)
+
+    def sums(error_sd):  # [seeds, images, 7]: squared error sum ..., valid pixels last
+        squared = (error_sd * rng.uniform(0.8, 1.2, (3, 40, 1))) ** 2 * pixels
+        return np.concatenate([squared, np.zeros((3, 40, 5)), pixels], axis=-1)
+
+    per_image = {"sharp": {"depth_sums": sums(0.5)}, "blurry": {"depth_sums": sums(1.0)},
+                 "blurry_too": {"depth_sums": sums(1.0)}}
+    depth = compare_scores(per_image, 400, seed=0)["depth_rmse"]
+    assert depth.best == "sharp" and not depth.rule.higher_is_better
+    assert depth.vs_best["blurry"].diff > 0 and depth.vs_best["blurry"].significant  # a higher RMSE: worse
+    assert not depth.better[1, 2] and not depth.better[2, 1]  # the two blurry ones: neither is better
+    assert depth.better[0, 1] and depth.better[0, 2]
+    assert "miou" not in compare_scores(per_image, 100)  # no mask counts, no mIoU comparison
