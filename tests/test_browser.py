@@ -162,6 +162,33 @@ def test_every_declared_plot_draws_offline(report):
     assert "big" in gpu.all_text() and "no measurements" not in gpu.all_text()
 
 
+def rendered_views(index: Path, profile: Path) -> list[Node]:
+    dom = chromium(index.as_uri(), profile, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    return [n for n in Tree(dom.stdout).root.walk() if "data-segbench" in n.attrs]
+
+
+@needs_browser
+def test_a_fresh_clone_shows_the_report_with_no_other_step(report, tmp_path):
+    """`git clone` then `dvc plots show`: the committed page template, metrics and plot data are all
+    it needs (no `dvc repro`, no `segbench html-template`, no network)."""
+    repo, declared = report
+    git = ["git", "-c", "user.email=test@segbench", "-c", "user.name=segbench-test"]
+    run([*git, "add", "-A"], repo)
+    run([*git, "commit", "-qm", "results"], repo)
+    assert "plots/report_template.html" in run(["git", "ls-files", "plots"], repo).stdout  # committed, not ignored
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    assert not (clone / "data").exists()  # nothing but what git holds
+    dvc(["plots", "show"], clone)
+    index = clone / "dvc_plots" / "index.html"
+    assert "{plot_divs}" not in index.read_text() and "cdn.jsdelivr" not in index.read_text()
+    views = rendered_views(index, tmp_path / "profile")
+    vega = [name for name, plots in declared["data"].items() if plots[0]["type"] == "vega"]
+    assert len(views) == len(vega) and all(v.attrs["data-segbench"] == "drawn" for v in views), \
+        {v.attrs.get("id"): v.attrs["data-segbench"] for v in views}
+
+
 @needs_browser
 def test_the_browser_really_is_offline(tmp_path):
     """Control: the same flags leave a CDN-loading page (DVC's default) without Vega."""
