@@ -32,6 +32,12 @@ LATENCY_48x64 = {"big": 31.0, "small": 3.0, "worse": 6.0}                   # tw
 SIZE = {"big": 40.0, "small": 1.0, "twin": 5.0, "worse": 8.0}
 GFLOPS = {"big": 2.0, "small": 0.1, "twin": 0.0, "worse": 0.5}
 PARAMS = {"big": 10_000_000, "small": 250_000, "twin": 1_250_000, "worse": 2_000_000}
+# The environment fingerprint every fabricated metrics file records (segbench.environment's keys).
+ENV = {"cpu": "Test CPU 9000", "cpu_features": ["avx2", "fma"], "logical_cores": 2, "physical_cores": 2,
+       "usable_cores": 2, "python": "3.11.7", "torch": "2.14.1", "torchvision": "0.29.1", "numpy": "2.4.6",
+       "cuda": None, "gpu": None, "os": "Linux", "id": "0e1e2e3e"}
+QUIET = {"other_cpu": 0.01, "other_cpu_max": 0.03, "steal": 0.0, "seconds": 10.0, "samples": 20, "threshold": 0.15,
+         "contended": False}
 
 
 def write_json(path: Path, obj) -> None:
@@ -104,11 +110,11 @@ def fake_seed_outputs(root: Path, models=MODELS, seeds=SEEDS) -> None:
             counts = per_image_counts(m, seed)
             report = eval_report(counts)
             base = root / "metrics" / m / "seeds" / str(seed)
-            write_json(base / "eval.json", report)
+            write_json(base / "eval.json", report | {"env": ENV})
             write_json(base / "train.json", {
                 "train_time_s": TRAIN_TIME[m] * (1 + 0.01 * seed), "epochs": 3, "best_epoch": 3,
                 "best_val_miou": report["miou"] + 0.01, "images_per_s": 50.0, "device": "cpu", "threads": 2,
-                "stopped_early": False})
+                "stopped_early": False, "contention": QUIET, "env": ENV})
             np.savez_compressed(base / "per_image.npz", mask_counts=counts, confusion=confusion(counts),
                                 class_names=np.asarray(CLASSES))
             fake_png(root / "plots" / m / "seeds" / str(seed) / "predictions.png")
@@ -119,7 +125,8 @@ def fake_profiles(root: Path, models=MODELS) -> None:
     for m in models:
         profile = {"params": PARAMS[m], "size_mb": SIZE[m], "gflops": GFLOPS[m], "input_height": 32, "input_width": 32,
                    "threads": 2, "latency_cpu_ms": LATENCY[m], "latency_cpu_p90_ms": LATENCY[m] * 1.2,
-                   "latency_cpu_min_ms": LATENCY[m] * 0.9, "latency_cpu_stop_reason": "stable"}
+                   "latency_cpu_min_ms": LATENCY[m] * 0.9, "latency_cpu_stop_reason": "stable", "contention": QUIET,
+                   "env": ENV}
         if m in LATENCY_48x64:
             profile["latency_cpu_48x64_ms"] = LATENCY_48x64[m]
         if m == "big":

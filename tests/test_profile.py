@@ -68,7 +68,8 @@ def test_keys_per_size_threads_and_no_cuda_keys_without_cuda(monkeypatch):
     assert not any(k.startswith("latency_cpu_16x16") for k in result)  # the training size keeps the plain keys
     assert result["latency_cpu_runs"] >= 3
     assert not [k for k in result if "cuda" in k]
-    assert "cuda_device" not in result["env"] and {"cpu", "logical_cores", "torch", "torchvision"} <= set(result["env"])
+    assert result["env"]["gpu"] is None and {"cpu", "cpu_features", "usable_cores", "torch", "id"} <= set(result["env"])
+    assert {"other_cpu", "steal", "contended"} <= set(result["contention"])
 
 
 def test_threads_zero_records_torch_default():

@@ -6,8 +6,9 @@ and eval.json, in which each measured number becomes {"mean", "std", "n", "ci95_
 "ci95_high"} over the seeds (segbench.stats.summarize; per-class values too), plus the
 confusion matrix of every seed's predictions pooled and the first seed's prediction samples.
 
-Settings that are not measurements (device, threads, the split) are kept as they are when every
-seed agrees, and listed per seed when they do not. Which seeds count is the params file's
+Settings that are not measurements (device, threads, the split, the environment fingerprint) are
+kept as they are when every seed agrees, and listed per seed when they do not. The training's
+contention record becomes the worst seed's (contended when any seed was). Which seeds count is the params file's
 `seeds:`; a seed folder left from an earlier list is not read.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .io import atomic_path, load_npz, read_json, write_json, write_text
 from .stats import summarize
 
 # train.json / eval.json keys that describe how the run was made rather than what it measured
-SETTINGS = frozenset({"device", "threads", "world_size", "split", "split_source"})
+SETTINGS = frozenset({"device", "threads", "world_size", "split", "split_source", "env"})
 
 
 def _is_number(value: Any) -> bool:
@@ -42,7 +43,11 @@ def aggregate_reports(reports: list[dict], seeds: list[int]) -> dict:
     for key in keys:
         values = [report.get(key) for report in reports]
         present = [v for v in values if v is not None]
-        if key not in SETTINGS and all(_is_number(v) for v in present):  # null in every seed: a summary with n 0
+        if key in SETTINGS:
+            merged[key] = values[0] if all(v == values[0] for v in values) else {"per_seed": dict(zip(map(str, seeds), values))}
+        elif key == "contention" and present:
+            merged[key] = worst_contention(values, seeds)
+        elif all(_is_number(v) for v in present):  # null in every seed: a summary with n 0
             merged[key] = summarize(values)
         elif present and all(isinstance(v, dict) for v in present):
             merged[key] = aggregate_reports([v if isinstance(v, dict) else {} for v in values], seeds)
@@ -51,6 +56,16 @@ def aggregate_reports(reports: list[dict], seeds: list[int]) -> dict:
         else:
             merged[key] = {"per_seed": dict(zip(map(str, seeds), values))}
     return merged
+
+
+def worst_contention(records: list[dict | None], seeds: list[int]) -> dict:
+    """The seeds' contention records (segbench.environment) as one: the highest shares, contended
+    when any seed was, and which seeds were."""
+    present = [(seed, r) for seed, r in zip(seeds, records) if isinstance(r, dict)]
+    contended = [seed for seed, r in present if r.get("contended")]
+    worst = {k: max(float(r.get(k, 0.0)) for _, r in present) for k in ("other_cpu", "other_cpu_max", "steal")}
+    return {**worst, "threshold": present[0][1].get("threshold"), "contended": bool(contended),
+            "contended_seeds": contended}
 
 
 def _read_seed(model: str, seed: int, part: str) -> dict:

@@ -27,6 +27,36 @@ def _params(args):
 def cmd_check(args) -> None:
     params = _params(args)
     print(f"{args.params}: ok ({len(params.models)} models: {', '.join(params.models)})")
+    print(environment_check(list(params.models)))
+
+
+def environment_check(models: list[str]) -> str:
+    """One line: does this machine match the environment the metrics in metrics/ were made in?"""
+    from .environment import describe_env, env_differences, environment_id, fingerprint, is_fingerprint
+    from .io import read_json
+
+    here = fingerprint()
+    made: dict[str, tuple[dict, list[str]]] = {}
+    for model in models:
+        for part in paths.METRIC_PARTS:
+            path = paths.metrics_path(model, part)
+            try:
+                env = read_json(path).get("env") if path.is_file() else None
+            except (SegbenchError, AttributeError):
+                continue
+            envs = env["per_seed"].values() if isinstance(env, dict) and "per_seed" in env else [env]
+            for e in filter(is_fingerprint, envs):
+                made.setdefault(environment_id(e), (e, []))[1].append(str(path))
+    if not made:
+        return f"environment: {here['id']} ({describe_env(here)}); no metrics in {paths.METRICS_DIR} to compare with"
+    differ = {env_id: env_differences(env, here) for env_id, (env, _) in made.items()}
+    if not any(differ.values()):
+        return f"environment: {here['id']}, the same as the one that made {paths.METRICS_DIR}/ ({describe_env(here)})"
+    env_id, (env, files) = next((i, made[i]) for i, d in differ.items() if d)
+    return (f"environment: this machine differs from the one that made {files[0]}"
+            f"{f' and {len(files) - 1} other metrics files' if len(files) > 1 else ''} "
+            f"({'; '.join(d.replace(' vs ', ' there, ') + ' here' for d in differ[env_id])}): a re-run will not "
+            f"reproduce their timings, and quality may differ in the last digits")
 
 
 def cmd_download(args) -> None:
@@ -78,6 +108,10 @@ def cmd_train(args) -> None:
                                  log_dir=paths.train_log_dir(args.model, seed), augmentation=params.augmentation,
                                  metrics_path=paths.seed_metrics_path(args.model, seed, "train"), dist=dist)
     if dist.is_main:
+        if metrics["contention"]["contended"]:
+            from .environment import contention_warning
+
+            print(contention_warning(metrics["contention"], f"training {args.model} seed {seed}"), file=sys.stderr)
         ranks = f" on {dist.world_size} processes" if dist.world_size > 1 else ""
         depth = f", depth RMSE {metrics['best_val_depth_rmse']:.3f} m" if "best_val_depth_rmse" in metrics else ""
         print(f"{args.model} seed {seed}: best val mIoU {metrics['best_val_miou']:.4f}{depth} at epoch {metrics['best_epoch']} "
@@ -138,8 +172,15 @@ def cmd_profile(args) -> None:
     result = profile(model, tuple(ckpt["image_size"]), input_sizes=cfg.input_sizes, batch_size=cfg.batch_size,
                      threads=cfg.threads, warmup=cfg.warmup, min_runs=cfg.min_runs, max_runs=cfg.max_runs,
                      time_budget_s=cfg.time_budget_s, cuda=resolve_device(cfg.device).type == "cuda",
-                     amp_dtype=cfg.amp_dtype)
+                     amp_dtype=cfg.amp_dtype, quiet_wait_s=cfg.quiet_wait_s)
     write_json(paths.metrics_path(args.model, "profile"), result)
+    if not result.get("started_quiet", True):
+        print(f"segbench: warning: the machine stayed busy for {result['quiet_wait_s']:.0f} s (profile.quiet_wait_s); "
+              f"profiling {args.model} anyway", file=sys.stderr)
+    if result["contention"]["contended"]:
+        from .environment import contention_warning
+
+        print(contention_warning(result["contention"], f"profiling {args.model}"), file=sys.stderr)
     others = "".join(f", {key[len('latency_cpu_'):-3]} {value:.1f} ms ({result[key[:-3] + '_stop_reason']})"
                      for key, value in result.items() if re.fullmatch(r"latency_cpu_\d+x\d+_ms", key))
     print(f"{args.model}: {result['params']:,} params, {result['threads']} threads, CPU latency "

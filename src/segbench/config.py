@@ -215,6 +215,9 @@ class ProfileConfig:
     input_sizes: Optional[tuple[tuple[int, int], ...]] = option(None, min=8, max=8192)
     batch_size: int = option(8, min=1)  # throughput_*_ips is measured at this batch size
     amp_dtype: str = option("bfloat16", choices=("bfloat16", "float16"))  # GPU mixed precision
+    # Before timing, wait up to this long for a quiet machine (other processes under the contention
+    # threshold, segbench.environment); 0: time at once. Contention is recorded either way.
+    quiet_wait_s: float = option(60.0, min=0.0)
 
     def __post_init__(self) -> None:
         if self.max_runs < self.min_runs:

@@ -18,6 +18,7 @@ done so far, and its resume file, is the state's (segbench.state).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from .checkpoint import resume_path_for, run_fingerprint, save_checkpoint
 from .config import AugmentConfig, ModelSpec, TrainConfig
 from .data.dataset import SegmentationCache
 from .distributed import DistContext, per_rank_batch
+from .environment import ContentionMonitor
 from .errors import SegbenchError, TrainingError
 from .evaluate import run_evaluation
 from .io import write_json
@@ -85,8 +87,11 @@ def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None =
     live = open_live(log_dir) if dist.is_main else None
     started = time.perf_counter()
     trainable = [p for p in run.model.parameters() if p.requires_grad]
+    # Under torchrun the measured tree is the launcher's: the other ranks are this run, not contention.
+    monitor = ContentionMonitor(root_pid=os.getppid() if dist.distributed else None)
     if not trainable:
-        progress = fit_prior(run, live)
+        with monitor:
+            progress = fit_prior(run, live)
     else:
         resume = None
         if resume_path is not None:
@@ -96,15 +101,17 @@ def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None =
         optimizer = build_optimizer(trainable, cfg)
         opt = Optimisation(optimizer, build_scheduler(optimizer, cfg, steps_per_epoch=len(run.loader)),
                            run.precision.grad_scaler())
-        progress = fit(run, opt, cfg, dist, live, resume)
+        with monitor:
+            progress = fit(run, opt, cfg, dist, live, resume)
     if live is not None:
         live.end()
     model = run.model
     if cfg.channels_last:  # the checkpoint keeps the default layout
         model = model.to(memory_format=torch.contiguous_format)
     wall = progress.elapsed or time.perf_counter() - started
-    return TrainResult(model=model.cpu(), metrics=train_metrics(run.task, progress, wall, run.device, dist),
-                       history=progress.history)
+    metrics = train_metrics(run.task, progress, wall, run.device, dist)
+    metrics["contention"], metrics["env"] = monitor.result.as_dict(), fingerprint()
+    return TrainResult(model=model.cpu(), metrics=metrics, history=progress.history)
 
 
 def fit(run: Run, opt: Optimisation, cfg: TrainConfig, dist: DistContext, live, resume: ResumeFile | None) -> Progress:

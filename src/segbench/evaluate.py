@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import load_checkpoint
 from .data.dataset import load_manifest
+from .environment import fingerprint
 from .errors import DataError
 from .metrics import ConfusionMatrix
 from .runtime import resolve_device
@@ -166,6 +167,7 @@ def evaluate_checkpoint(checkpoint_path, cache_dir, split: str = "test", batch_s
                                 ap_bins=ap_bins, per_image=True)
     report = {"split": split, "split_source": split_source(manifest, split), **evaluation.report(data.class_names)}
     report.update(task.baselines(data, report))
+    report["env"] = fingerprint()  # every metrics file says where it was made
     val = data if split == "val" else task.dataset(cache_dir, "val")
     return CheckpointEvaluation(report=report, confusion=evaluation.confusion,
                                 class_names=list(data.class_names), split=split, per_image=evaluation.per_image(),

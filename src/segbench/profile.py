@@ -10,8 +10,6 @@ size gets its own (`latency_cpu_750x1000_ms`).
 from __future__ import annotations
 
 import math
-import os
-import platform
 import resource
 import time
 from contextlib import nullcontext
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .environment import ContentionMonitor, fingerprint, wait_for_quiet
 from .errors import ResourceError, SegbenchError, first_line
 from .io import state_dict_bytes
 
@@ -155,18 +154,8 @@ def count_flops(model: nn.Module, input_size: tuple[int, int]) -> float:
 
 
 def environment() -> dict:
-    import torchvision
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    env = {"cpu": cpu, "logical_cores": os.cpu_count(), "torch": torch.__version__, "torchvision": torchvision.__version__}
-    if torch.cuda.is_available():
-        env["cuda_device"] = torch.cuda.get_device_name(0)
-    return env
+    """The environment fingerprint (segbench.environment) every metrics file records as "env"."""
+    return fingerprint()
 
 
 def _peak_rss_mb() -> float:
@@ -231,7 +220,8 @@ def _profile_device(model: nn.Module, sizes: list[tuple[int, int]], batch_size: 
 
 def profile(model: nn.Module, input_size: tuple[int, int], *, input_sizes: Optional[Iterable[Sequence[int]]] = (),
             batch_size: int = 8, threads: int = 0, warmup: int = 5, min_runs: int = 20, max_runs: int = 500,
-            time_budget_s: float = 8.0, cuda: Optional[bool] = None, amp_dtype: str = "bfloat16") -> dict:
+            time_budget_s: float = 8.0, cuda: Optional[bool] = None, amp_dtype: str = "bfloat16",
+            quiet_wait_s: float = 0.0) -> dict:
     """Everything profile.json holds, for any nn.Module taking (N, 3, H, W).
 
     `input_size` is the training size (plain keys); `input_sizes` lists further [H, W] sizes
@@ -239,6 +229,9 @@ def profile(model: nn.Module, input_size: tuple[int, int], *, input_sizes: Optio
     count is set explicitly for the run, recorded, and restored afterwards. `cuda` None means
     "if available"; CUDA keys are absent, not zero, without a GPU. The time budget is per
     size (and per precision on GPU).
+
+    Other processes' CPU use is sampled while the timings run ("contention", segbench.environment);
+    with `quiet_wait_s`, timing starts once the machine is quiet or after that many seconds.
     """
     if cuda and not torch.cuda.is_available():
         raise SegbenchError("profile.device: cuda requested but no CUDA device is available; use auto or cpu")
@@ -261,12 +254,17 @@ def profile(model: nn.Module, input_size: tuple[int, int], *, input_sizes: Optio
             "throughput_batch_size": batch_size,
             "threads": used_threads,
         }
-        result.update(_profile_device(model, sizes, batch_size, budget, "cpu"))
-        result["peak_rss_mb"] = _peak_rss_mb()
-        if cuda if cuda is not None else torch.cuda.is_available():
-            result.update(_profile_cuda(model, sizes, batch_size, budget, AMP_DTYPES[amp_dtype]))
+        if quiet_wait_s > 0:
+            wait = wait_for_quiet(quiet_wait_s)
+            result["quiet_wait_s"], result["started_quiet"] = wait["waited_s"], wait["quiet"]
+        with ContentionMonitor() as monitor:
+            result.update(_profile_device(model, sizes, batch_size, budget, "cpu"))
+            result["peak_rss_mb"] = _peak_rss_mb()
+            if cuda if cuda is not None else torch.cuda.is_available():
+                result.update(_profile_cuda(model, sizes, batch_size, budget, AMP_DTYPES[amp_dtype]))
     finally:
         torch.set_num_threads(previous_threads)
+    result["contention"] = monitor.result.as_dict()
     result["env"] = environment()
     return result
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from . import paths
 from .comparison import ScoreComparison, compare_scores, load_per_image, significance_sentence
+from .environment import describe_env, env_differences, environment_id, is_fingerprint
 from .errors import DataError
 from .io import read_json, write_text
 from .stats import is_summary, mean_of
@@ -45,14 +46,15 @@ class CostAxis:
     title: str
     short: str      # how the summary names it in the `pareto` column
     per_setting: bool = False  # latency: one panel per profiled size (and precision)
+    timing: str = ""  # the metrics file whose timing this is ("train", "profile"); "" for a count (size, FLOPs)
 
 
 AXES = (
-    CostAxis("train_time", "train_time_s", "training time (s)", "mIoU vs training time", "train time"),
+    CostAxis("train_time", "train_time_s", "training time (s)", "mIoU vs training time", "train time", timing="train"),
     CostAxis("latency_cpu", "latency_cpu_ms", "CPU latency, batch 1 (ms, median)", "mIoU vs CPU inference latency",
-             "CPU latency", per_setting=True),
+             "CPU latency", per_setting=True, timing="profile"),
     CostAxis("latency_cuda", "latency_cuda_ms", "GPU latency, batch 1 (ms, median)", "mIoU vs GPU inference latency",
-             "GPU latency", per_setting=True),
+             "GPU latency", per_setting=True, timing="profile"),
     CostAxis("size", "size_mb", "model size (MB, serialized state_dict)", "mIoU vs model size", "size"),
     CostAxis("gflops", "gflops", "GFLOPs per image (training size)", "mIoU vs compute", "GFLOPs"),
 )
@@ -97,6 +99,24 @@ class ModelMetrics:
             return math.nan, math.nan
         return mean_of(value.get("ci95_low")), mean_of(value.get("ci95_high"))
 
+    def envs(self, part: str) -> list[dict]:
+        """The environment fingerprints `part`'s numbers were measured in (one per seed when they differ)."""
+        env = getattr(self, part).get("env")
+        if is_fingerprint(env):
+            return [env]
+        if isinstance(env, dict) and isinstance(env.get("per_seed"), dict):
+            return [e for e in env["per_seed"].values() if is_fingerprint(e)]
+        return []
+
+    def env_id(self, part: str) -> str:
+        """The short id of `part`'s environment; "mixed" when its seeds ran in different ones, "" when not recorded."""
+        ids = {env.get("id") or environment_id(env) for env in self.envs(part)}
+        return ids.pop() if len(ids) == 1 else ("mixed" if ids else "")
+
+    def contended(self, part: str) -> bool:
+        contention = getattr(self, part).get("contention")
+        return isinstance(contention, dict) and bool(contention.get("contended"))
+
     @property
     def training_size(self) -> str:
         h, w = self.profile.get("input_height"), self.profile.get("input_width")
@@ -124,6 +144,84 @@ def load_metrics(metrics_dir: Path, models: list[str], seeds: list[int] | None =
                                 f"{list(seeds)}; run `dvc repro` (aggregate@{name})")
         loaded.append(ModelMetrics(name, parts["train"], parts["eval"], parts["profile"]))
     return loaded
+
+
+# --- environments and contention ---------------------------------------------------------------
+
+TIMED_PARTS = ("train", "profile")  # the metrics files that hold timings
+
+
+@dataclass(frozen=True)
+class CostEnvironments:
+    """Which environment each model's timings were measured in: (model, part) -> env id."""
+
+    ids: dict[tuple[str, str], str]
+    fingerprints: dict[str, dict]  # env id -> its fingerprint
+
+    @property
+    def distinct(self) -> list[str]:
+        """Every environment id, the most used first ("mixed" and unrecorded ones left out)."""
+        counts: dict[str, int] = {}
+        for env_id in self.ids.values():
+            if env_id in self.fingerprints:
+                counts[env_id] = counts.get(env_id, 0) + 1
+        return sorted(counts, key=lambda k: -counts[k])
+
+    @property
+    def mixed(self) -> bool:
+        return len(self.distinct) > 1 or "mixed" in self.ids.values()
+
+    def model_env(self, model: str) -> str:
+        ids = [self.ids.get((model, part), "") for part in TIMED_PARTS]
+        return ids[0] if ids[0] == ids[1] else " / ".join(f"{part} {i or '?'}" for part, i in zip(TIMED_PARTS, ids))
+
+    def other(self, model: str, part: str) -> bool:
+        """True when the timings are mixed and this one is not from the most used environment."""
+        return self.mixed and self.ids.get((model, part)) != self.distinct[0]
+
+
+def cost_environments(metrics: list[ModelMetrics]) -> CostEnvironments:
+    ids, fingerprints = {}, {}
+    for m in metrics:
+        for part in TIMED_PARTS:
+            ids[(m.name, part)] = m.env_id(part)
+            for env in m.envs(part):
+                fingerprints.setdefault(env.get("id") or environment_id(env), env)
+    return CostEnvironments(ids, fingerprints)
+
+
+def environment_note(envs: CostEnvironments) -> str:
+    """One line: the environment every cost was measured in, or a warning naming the environments and how they differ."""
+    distinct = envs.distinct
+    if not distinct:
+        return "Costs: the environment they were measured in is not recorded (metrics from an older segbench).\n"
+    if not envs.mixed:
+        return f"Costs measured in one environment ({distinct[0]}): {describe_env(envs.fingerprints[distinct[0]])}.\n"
+    parts = []
+    for env_id in distinct:
+        users = sorted({f"{m} ({p})" for (m, p), i in envs.ids.items() if i == env_id})
+        parts.append(f"{env_id} = {describe_env(envs.fingerprints[env_id])}, for {', '.join(users)}")
+    split = sorted(f"{m} ({p})" for (m, p), i in envs.ids.items() if i == "mixed")
+    if split:
+        parts.append(f"seeds from different environments for {', '.join(split)}")
+    first = envs.fingerprints[distinct[0]]
+    differ = sorted({d.split(":")[0] for env_id in distinct[1:] for d in env_differences(first, envs.fingerprints[env_id])})
+    return (f"⚠ Costs come from {len(distinct)} environments (they differ in {', '.join(differ) or 'seeds'}); compare timings "
+            f"only within one, marked `env` in the table and on the plots: " + "; ".join(parts) + ".\n")
+
+
+def contention_note(metrics: list[ModelMetrics]) -> str:
+    """One line naming the timings measured while other processes were busy, or nothing."""
+    busy = []
+    for m in metrics:
+        for part in TIMED_PARTS:
+            if m.contended(part):
+                share = getattr(m, part)["contention"].get("other_cpu", math.nan)
+                busy.append(f"{m.name} {'training' if part == 'train' else 'profiling'} ({share:.0%} of the CPU)")
+    if not busy:
+        return ""
+    return (f"⚠ Contended timings (other processes took more than the threshold of the CPU while they ran; README "
+            f"\"Honest timings\"): {', '.join(busy)}. Those costs are not comparable with quiet ones; quality is unaffected.\n")
 
 
 # --- Pareto ------------------------------------------------------------------------------------
@@ -165,9 +263,13 @@ def latency_settings(metrics: list[ModelMetrics], device: str) -> list[tuple[str
     return [(label, key) for label, (_, key) in sorted(found.items(), key=lambda item: item[1][0])]
 
 
-def tradeoff_table(metrics: list[ModelMetrics], axis: CostAxis, better: np.ndarray | None = None) -> pd.DataFrame:
+def tradeoff_table(metrics: list[ModelMetrics], axis: CostAxis, better: np.ndarray | None = None,
+                   envs: CostEnvironments | None = None) -> pd.DataFrame:
     """Long form: one row per (setting, model): model, setting, cost, miou, its 95% interval over
-    seeds (error bars; empty for one seed), pareto (within the setting; `better`: see pareto_front)."""
+    seeds (error bars; empty for one seed), pareto (within the setting; `better`: see pareto_front),
+    env (the timing's environment id) and flag ("contended", "other environment": a timing not
+    comparable with the rest; empty for sizes and FLOPs, which do not depend on the machine)."""
+    envs = envs or cost_environments(metrics)
     if axis.per_setting:
         device = axis.column.split("_")[1]
         settings = latency_settings(metrics, device) or [(f"{metrics[0].training_size} (training size)", axis.column)]
@@ -186,8 +288,18 @@ def tradeoff_table(metrics: list[ModelMetrics], axis: CostAxis, better: np.ndarr
             "miou_ci95_high": [m.interval("eval", "miou")[1] for m in metrics],
         })
         frame["pareto"] = pareto_front(frame["miou"].to_numpy(), frame[axis.column].to_numpy(), better)
+        frame["env"] = [envs.ids.get((m.name, axis.timing), "") if axis.timing else "" for m in metrics]
+        frame["flag"] = [timing_flag(m, axis.timing, envs) for m in metrics]
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def timing_flag(m: ModelMetrics, part: str, envs: CostEnvironments) -> str:
+    """Why a timing is not comparable with the others ("" when it is, or is not a timing)."""
+    if not part:
+        return ""
+    flags = (["contended"] if m.contended(part) else []) + (["other environment"] if envs.other(m.name, part) else [])
+    return ", ".join(flags)
 
 
 def _with_comparison(row: dict, score: str, comparison: ScoreComparison | None) -> None:
@@ -204,6 +316,7 @@ def summary_table(metrics: list[ModelMetrics], comparisons: dict[str, ScoreCompa
     """One row per model, sorted by mIoU (best first, missing last); `pareto` names the fronts it is
     on (significance-aware when `comparisons` has mIoU); `seeds`: how many seeds the means cover."""
     comparisons = comparisons or {}
+    envs = cost_environments(metrics)
     rows = []
     for m in metrics:
         row = {"model": m.name}
@@ -222,12 +335,15 @@ def summary_table(metrics: list[ModelMetrics], comparisons: dict[str, ScoreCompa
                 if column == "depth_rmse":
                     row["depth_rmse_ci95_low"], row["depth_rmse_ci95_high"] = m.interval("eval", "depth_rmse")
                     _with_comparison(row, "depth_rmse", comparisons.get("depth_rmse"))
+        row["env"] = envs.model_env(m.name)
+        row["contended"] = ", ".join(part for part in TIMED_PARTS if m.contended(part))
         rows.append(row)
     df = pd.DataFrame(rows)
     known = {"model", *(column for column, *_ in SUMMARY + DEPTH_SUMMARY)}
     extra = [c for c in df.columns if c.startswith("latency_cpu_") and c not in known]
     at = list(df.columns).index("latency_cpu_ms") + 1  # the other profiled sizes next to the training size
     df = df[[c for c in df.columns[:at] if c not in extra] + extra + [c for c in df.columns[at:] if c not in extra]]
+    df = df[[c for c in df.columns if c not in TIMING_COLUMNS] + list(TIMING_COLUMNS)]
     df["params"] = df["params"].round().astype("Int64")  # exact in the CSV, not 1.94266e+06
     df["seeds"] = df["seeds"].astype("Int64")
     better = comparisons["miou"].better if "miou" in comparisons else None
@@ -357,6 +473,7 @@ def _vs_best_cell(row, score: str) -> str:
 
 
 COMPOSITE = {"miou": "mIoU (95% CI)", "depth_rmse": "depth RMSE (m, 95% CI)"}
+TIMING_COLUMNS = ("env", "contended")  # shown in the Markdown table only when some timing is mixed or contended
 HIDDEN_SUFFIXES = ("_ci95_low", "_ci95_high", "_vs_best_low", "_vs_best_high", "_tied_with_best")
 
 
@@ -365,10 +482,12 @@ def markdown_table(df: pd.DataFrame, best: dict[str, str] | None = None) -> str:
     (`tied`: the interval includes 0), GPU columns only when some model has them, missing as a dash."""
     best = best or {}
     headers = {column: header for column, _, _, header in SUMMARY + DEPTH_SUMMARY}
-    headers.update(COMPOSITE, seeds="seeds", miou_vs_best="mIoU vs best (95% CI)",
-                   depth_rmse_vs_best="depth RMSE vs best (95% CI)")
+    headers.update(COMPOSITE, seeds="seeds", env="env (costs)", contended="contended timing",
+                   miou_vs_best="mIoU vs best (95% CI)", depth_rmse_vs_best="depth RMSE vs best (95% CI)")
+    mixed = "env" in df and (df["env"].nunique() > 1 or df["env"].str.contains("mixed| / ").any())
     shown = [c for c in df.columns if not (c.startswith("latency_cuda") and df[c].isna().all())
-             and not c.endswith(HIDDEN_SUFFIXES)]
+             and not c.endswith(HIDDEN_SUFFIXES) and not (c == "env" and not mixed)
+             and not (c == "contended" and not df[c].astype(bool).any())]
     names = ["model", *(headers.get(c) or _latency_header(c) for c in shown)]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for model, row in df.iterrows():
@@ -379,7 +498,7 @@ def markdown_table(df: pd.DataFrame, best: dict[str, str] | None = None) -> str:
             elif c.endswith("_vs_best"):
                 score = c[: -len("_vs_best")]
                 cells.append(_vs_best_cell(row.to_dict() | {"_best": best.get(score) == model}, score))
-            elif c == "pareto":
+            elif c in ("pareto", *TIMING_COLUMNS):
                 cells.append(row[c] or "")
             elif c == "seeds":
                 cells.append(MISSING if pd.isna(row[c]) else str(int(row[c])))
@@ -418,9 +537,10 @@ def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], seeds: l
     plots_dir.mkdir(parents=True, exist_ok=True)
     colours = figures.model_colours(models)
     miou = comparisons.get("miou")
+    envs = cost_environments(metrics)
 
     for axis in AXES:
-        table = tradeoff_table(metrics, axis, miou.better if miou else None)
+        table = tradeoff_table(metrics, axis, miou.better if miou else None, envs)
         csv, png = paths.report_figure(f"miou_vs_{axis.name}", plots_dir)
         write_text(csv, _csv(table))
         figures.save(figures.tradeoff_figure(table, axis, colours), png, dpi)
@@ -443,7 +563,7 @@ def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], seeds: l
     write_text(paths.summary_csv(plots_dir), _csv(summary, index=True))
     best = {score: result.best for score, result in comparisons.items()}
     write_text(paths.summary_md(plots_dir), markdown_table(summary, best) + split_note(metrics)
-               + significance_note(comparisons))
+               + significance_note(comparisons) + environment_note(envs) + contention_note(metrics))
     return summary
 
 

@@ -52,7 +52,9 @@ def tradeoff_figure(table: pd.DataFrame, axis, colours: dict[str, tuple]):
     valid = table.dropna(subset=[axis.column, "miou"])
     fig = Figure(figsize=(6.4 * len(settings) + 1.8, 4.8), layout="constrained")
     axes = fig.subplots(1, len(settings), squeeze=False)[0]
-    fig.suptitle(axis.title)
+    flagged = sorted({f for flags in valid.get("flag", pd.Series(dtype=str)).fillna("") for f in flags.split(", ") if f})
+    fig.suptitle(axis.title + (f"\n⚠ crossed timings are not comparable ({' / '.join(flagged)}: see the summary)"
+                               if flagged else ""))
     if valid.empty:
         what = "GPU" if "cuda" in axis.column else axis.label.split(" (")[0]
         for ax in axes:
@@ -66,6 +68,8 @@ def tradeoff_figure(table: pd.DataFrame, axis, colours: dict[str, tuple]):
     handles += [Line2D([], [], ls="--", color="dimgrey", label="Pareto front"),
                 Line2D([], [], ls="", marker="o", ms=11, mfc="none", mec="black", label="on the front"),
                 Line2D([], [], ls="-", marker="_", ms=8, color="dimgrey", label="95% CI over seeds")]
+    if flagged:
+        handles.append(Line2D([], [], ls="", marker="x", ms=10, mew=2, color="red", label=" / ".join(flagged)))
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
     return fig
 
@@ -82,6 +86,9 @@ def _tradeoff_panel(ax, data: pd.DataFrame, axis, colours: dict[str, tuple]) -> 
             if not (math.isnan(lo) or math.isnan(hi)):
                 ax.errorbar([xi], [(lo + hi) / 2], yerr=[[(hi - lo) / 2], [(hi - lo) / 2]], fmt="none",
                             ecolor=colours.get(model, "grey"), elinewidth=1.2, capsize=3, zorder=2)
+    if "flag" in data:  # a contended timing, or one from another environment, is crossed out
+        crossed = data[data["flag"].fillna("").astype(bool)]
+        ax.scatter(crossed[axis.column], crossed["miou"], s=120, marker="x", color="red", linewidths=2, zorder=5)
     front = data[data["pareto"].astype(bool)].sort_values([axis.column, "miou"])
     ax.scatter(front[axis.column], front["miou"], s=170, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
     if len(front) > 1:  # a staircase: the best mIoU any budget buys
