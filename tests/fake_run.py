@@ -114,7 +114,8 @@ def fake_seed_outputs(root: Path, models=MODELS, seeds=SEEDS) -> None:
             write_json(base / "train.json", {
                 "train_time_s": TRAIN_TIME[m] * (1 + 0.01 * seed), "epochs": 3, "best_epoch": 3,
                 "best_val_miou": report["miou"] + 0.01, "images_per_s": 50.0, "device": "cpu", "threads": 2,
-                "stopped_early": False, "contention": QUIET, "env": ENV})
+                "stopped_early": False, "converged": True, "late_gain": 0.002, "late_epochs": 2, "contention": QUIET,
+                "env": ENV})
             np.savez_compressed(base / "per_image.npz", mask_counts=counts, confusion=confusion(counts),
                                 class_names=np.asarray(CLASSES))
             fake_png(root / "plots" / m / "seeds" / str(seed) / "predictions.png")

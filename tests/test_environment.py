@@ -1,5 +1,6 @@
-"""Environment fingerprints and contention: what every metrics file records about where and how
-quietly a timing was made, the report's flags, and `segbench check`'s one line."""
+"""Environment fingerprints, contention and convergence: what the metrics files record about where
+and how quietly a timing was made and whether training had plateaued, the report's flags, and
+`segbench check`'s one line."""
 from __future__ import annotations
 
 import copy
@@ -179,6 +180,8 @@ def flagged_run(tmp_path_factory):
           env=ENV | {"cpu": "Other CPU", "cpu_features": ["avx2", "fma", "amx_bf16"], "id": "99999999"})
     _edit(mixed / "metrics" / "small" / "train.json",
           contention=QUIET | {"other_cpu": 0.45, "contended": True, "contended_seeds": [1]})
+    _edit(mixed / "metrics" / "twin" / "train.json", converged={"per_seed": {"0": True, "1": False, "2": True}},
+          late_gain={"mean": 0.05, "std": 0.01, "n": 3, "ci95_low": 0.03, "ci95_high": 0.07})
     return same, quiet_md, mixed, _plot(mixed)
 
 
@@ -187,7 +190,8 @@ def test_one_environment_and_quiet_timings_are_not_flagged(flagged_run):
     summary = pd.read_csv(same / "plots" / "summary.csv", keep_default_na=False)
     assert set(summary["env"]) == {ENV["id"]} and set(summary["contended"]) == {""}
     assert "Costs measured in one environment (0e1e2e3e): Test CPU 9000 (avx2+fma)" in md
-    assert "⚠" not in md and "| env (costs) |" not in md and "contended timing" not in md
+    assert "⚠" not in md and "| env (costs) |" not in md and "contended timing" not in md and "| converged |" not in md
+    assert set(summary["converged"]) == {"yes"}
     for axis in ("train_time", "latency_cpu", "size"):
         table = pd.read_csv(same / "plots" / f"miou_vs_{axis}.csv", keep_default_na=False)
         assert set(table["flag"]) == {""}
@@ -210,6 +214,15 @@ def test_mixed_environments_and_contention_are_flagged(flagged_run):
     assert dict(zip(train["model"], train["flag"]))["small"] == "contended"
     size = pd.read_csv(mixed / "plots" / "miou_vs_size.csv", keep_default_na=False)
     assert set(size["flag"]) == {""}  # a size does not depend on the machine
+
+
+def test_unconverged_models_are_marked(flagged_run):
+    _, _, mixed, md = flagged_run
+    summary = pd.read_csv(mixed / "plots" / "summary.csv", keep_default_na=False).set_index("model")
+    assert summary.loc["twin", "converged"] == "no" and summary.loc["big", "converged"] == "yes"
+    assert "| converged |" in md and "⚠ Not converged" in md and "twin (+5% in its last 2 epochs)" in md
+    table = pd.read_csv(mixed / "plots" / "miou_vs_size.csv")
+    assert dict(zip(table["model"], table["converged"])) == {"big": True, "small": True, "twin": False, "worse": True}
 
 
 # --- segbench check ----------------------------------------------------------------------------------

@@ -89,6 +89,28 @@ def test_running_out_of_patience_on_the_last_epoch_is_not_early(cache, monkeypat
     assert result.metrics["stopped_early"] == 0 and result.metrics["epochs"] == 2
 
 
+@pytest.mark.parametrize("mious, converged, gain", [
+    ([0.2, 0.4, 0.5, 0.55, 0.6, 0.62, 0.64, 0.66], False, 0.04 / 0.62),   # still rising in its last 2 epochs
+    ([0.2, 0.5, 0.6, 0.61, 0.612, 0.611, 0.613, 0.612], True, 0.001 / 0.612),  # a plateau: +0.16%
+    ([0.3, 0.5], False, None),                                            # too short to tell
+])
+def test_train_json_says_whether_training_had_plateaued(cache, monkeypatch, mious, converged, gain):
+    scripted_validation(monkeypatch, mious)
+    m = run(cache, epochs=len(mious), scheduler="none").metrics
+    assert m["converged"] is converged and m["late_epochs"] == max(2, -(-len(mious) // 4))
+    assert m["late_gain"] == (None if gain is None else pytest.approx(gain))
+
+
+def test_early_stopping_is_a_plateau_and_lower_is_better_scores_count_the_other_way(cache, monkeypatch):
+    scripted_validation(monkeypatch, [0.5, 0.6, 0.6, 0.55])
+    assert run(cache, epochs=6, patience=2, scheduler="none").metrics["converged"] is True
+    progress = Progress()
+    for epoch, rmse in enumerate([3.0, 2.0, 1.5, 1.2, 1.0, 0.9], start=1):  # metres, still falling
+        progress.record({"epoch": epoch, "val_depth_rmse": rmse}, True, None, 0, 6)
+    result = progress.convergence("depth_rmse", higher_is_better=False)
+    assert result["converged"] is False and result["late_gain"] == pytest.approx((1.2 - 0.9) / 1.2)
+
+
 def stops(patience: int, improvements, last_epoch: int = 100) -> list[bool]:
     progress, seen = Progress(), []
     for epoch, improved in enumerate(improvements, start=1):

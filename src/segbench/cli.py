@@ -198,6 +198,9 @@ def cmd_plot(args) -> None:
     write_template()
     print(df[["pareto", "miou", "miou_vs_best", "train_time_s", "latency_cpu_ms", "size_mb"]].to_string(
         float_format=lambda v: f"{v:.4g}"))
+    for line in paths.summary_md().read_text(encoding="utf-8").splitlines():
+        if line.startswith("⚠"):  # mixed environments, contended timings, unconverged models
+            print(line)
     print(f"wrote {paths.summary_md()} and the report's plots; `dvc plots show` renders them offline")
 
 

@@ -33,7 +33,7 @@ from .checkpoint import resume_path_for, run_fingerprint, save_checkpoint
 from .config import AugmentConfig, ModelSpec, TrainConfig
 from .data.dataset import SegmentationCache
 from .distributed import DistContext, per_rank_batch
-from .environment import ContentionMonitor
+from .environment import ContentionMonitor, fingerprint
 from .errors import SegbenchError, TrainingError
 from .evaluate import run_evaluation
 from .io import write_json
@@ -95,9 +95,9 @@ def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None =
     else:
         resume = None
         if resume_path is not None:
-            fingerprint = run_fingerprint(spec, seed=seed, augmentation=augment, world_size=dist.world_size,
-                                          manifest_path=Path(cache_dir) / "manifest.json")
-            resume = ResumeFile(resume_path, fingerprint, spec.name)
+            run_id = run_fingerprint(spec, seed=seed, augmentation=augment, world_size=dist.world_size,
+                                   manifest_path=Path(cache_dir) / "manifest.json")
+            resume = ResumeFile(resume_path, run_id, spec.name)
         optimizer = build_optimizer(trainable, cfg)
         opt = Optimisation(optimizer, build_scheduler(optimizer, cfg, steps_per_epoch=len(run.loader)),
                            run.precision.grad_scaler())
@@ -110,6 +110,10 @@ def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None =
         model = model.to(memory_format=torch.contiguous_format)
     wall = progress.elapsed or time.perf_counter() - started
     metrics = train_metrics(run.task, progress, wall, run.device, dist)
+    if trainable:
+        metrics.update(progress.convergence(cfg.select, run.task.scores[cfg.select]))
+    else:  # nothing to learn: the prior is exact after one pass
+        metrics.update(converged=True, late_gain=None, late_epochs=0)
     metrics["contention"], metrics["env"] = monitor.result.as_dict(), fingerprint()
     return TrainResult(model=model.cpu(), metrics=metrics, history=progress.history)
 

@@ -113,6 +113,13 @@ class ModelMetrics:
         ids = {env.get("id") or environment_id(env) for env in self.envs(part)}
         return ids.pop() if len(ids) == 1 else ("mixed" if ids else "")
 
+    def converged(self) -> bool | None:
+        """Whether training had plateaued in every seed (train.json `converged`); None when not recorded."""
+        value = self.train.get("converged")
+        if isinstance(value, dict) and isinstance(value.get("per_seed"), dict):
+            return all(bool(v) for v in value["per_seed"].values())
+        return value if isinstance(value, bool) else None
+
     def contended(self, part: str) -> bool:
         contention = getattr(self, part).get("contention")
         return isinstance(contention, dict) and bool(contention.get("contended"))
@@ -210,6 +217,22 @@ def environment_note(envs: CostEnvironments) -> str:
             f"only within one, marked `env` in the table and on the plots: " + "; ".join(parts) + ".\n")
 
 
+def convergence_note(metrics: list[ModelMetrics]) -> str:
+    """One line naming the models whose training had not plateaued, or nothing."""
+    late = []
+    for m in metrics:
+        if m.converged() is False:
+            gain = mean_of(m.train.get("late_gain"))
+            window = m.train.get("late_epochs")
+            late.append(f"{m.name} (+{gain:.0%} in its last {window} epochs)" if not math.isnan(gain) and
+                        isinstance(window, int) else m.name)
+    if not late:
+        return ""
+    return (f"⚠ Not converged (the best validation score still rose by 1% or more over the last quarter of the "
+            f"epochs; README \"Converged or not\"): {', '.join(late)}. Their rank says how fast they learn in "
+            "this many epochs, not how good they can get; marked * on the plots.\n")
+
+
 def contention_note(metrics: list[ModelMetrics]) -> str:
     """One line naming the timings measured while other processes were busy, or nothing."""
     busy = []
@@ -288,6 +311,7 @@ def tradeoff_table(metrics: list[ModelMetrics], axis: CostAxis, better: np.ndarr
             "miou_ci95_high": [m.interval("eval", "miou")[1] for m in metrics],
         })
         frame["pareto"] = pareto_front(frame["miou"].to_numpy(), frame[axis.column].to_numpy(), better)
+        frame["converged"] = [m.converged() for m in metrics]
         frame["env"] = [envs.ids.get((m.name, axis.timing), "") if axis.timing else "" for m in metrics]
         frame["flag"] = [timing_flag(m, axis.timing, envs) for m in metrics]
         frames.append(frame)
@@ -335,6 +359,8 @@ def summary_table(metrics: list[ModelMetrics], comparisons: dict[str, ScoreCompa
                 if column == "depth_rmse":
                     row["depth_rmse_ci95_low"], row["depth_rmse_ci95_high"] = m.interval("eval", "depth_rmse")
                     _with_comparison(row, "depth_rmse", comparisons.get("depth_rmse"))
+        converged = m.converged()
+        row["converged"] = "" if converged is None else ("yes" if converged else "no")
         row["env"] = envs.model_env(m.name)
         row["contended"] = ", ".join(part for part in TIMED_PARTS if m.contended(part))
         rows.append(row)
@@ -343,7 +369,7 @@ def summary_table(metrics: list[ModelMetrics], comparisons: dict[str, ScoreCompa
     extra = [c for c in df.columns if c.startswith("latency_cpu_") and c not in known]
     at = list(df.columns).index("latency_cpu_ms") + 1  # the other profiled sizes next to the training size
     df = df[[c for c in df.columns[:at] if c not in extra] + extra + [c for c in df.columns[at:] if c not in extra]]
-    df = df[[c for c in df.columns if c not in TIMING_COLUMNS] + list(TIMING_COLUMNS)]
+    df = df[[c for c in df.columns if c not in FLAG_COLUMNS] + list(FLAG_COLUMNS)]
     df["params"] = df["params"].round().astype("Int64")  # exact in the CSV, not 1.94266e+06
     df["seeds"] = df["seeds"].astype("Int64")
     better = comparisons["miou"].better if "miou" in comparisons else None
@@ -474,6 +500,7 @@ def _vs_best_cell(row, score: str) -> str:
 
 COMPOSITE = {"miou": "mIoU (95% CI)", "depth_rmse": "depth RMSE (m, 95% CI)"}
 TIMING_COLUMNS = ("env", "contended")  # shown in the Markdown table only when some timing is mixed or contended
+FLAG_COLUMNS = ("converged", *TIMING_COLUMNS)  # the summary's last columns
 HIDDEN_SUFFIXES = ("_ci95_low", "_ci95_high", "_vs_best_low", "_vs_best_high", "_tied_with_best")
 
 
@@ -482,12 +509,13 @@ def markdown_table(df: pd.DataFrame, best: dict[str, str] | None = None) -> str:
     (`tied`: the interval includes 0), GPU columns only when some model has them, missing as a dash."""
     best = best or {}
     headers = {column: header for column, _, _, header in SUMMARY + DEPTH_SUMMARY}
-    headers.update(COMPOSITE, seeds="seeds", env="env (costs)", contended="contended timing",
+    headers.update(COMPOSITE, seeds="seeds", env="env (costs)", contended="contended timing", converged="converged",
                    miou_vs_best="mIoU vs best (95% CI)", depth_rmse_vs_best="depth RMSE vs best (95% CI)")
     mixed = "env" in df and (df["env"].nunique() > 1 or df["env"].str.contains("mixed| / ").any())
     shown = [c for c in df.columns if not (c.startswith("latency_cuda") and df[c].isna().all())
              and not c.endswith(HIDDEN_SUFFIXES) and not (c == "env" and not mixed)
-             and not (c == "contended" and not df[c].astype(bool).any())]
+             and not (c == "contended" and not df[c].astype(bool).any())
+             and not (c == "converged" and not (df[c] == "no").any())]
     names = ["model", *(headers.get(c) or _latency_header(c) for c in shown)]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for model, row in df.iterrows():
@@ -498,7 +526,7 @@ def markdown_table(df: pd.DataFrame, best: dict[str, str] | None = None) -> str:
             elif c.endswith("_vs_best"):
                 score = c[: -len("_vs_best")]
                 cells.append(_vs_best_cell(row.to_dict() | {"_best": best.get(score) == model}, score))
-            elif c in ("pareto", *TIMING_COLUMNS):
+            elif c in ("pareto", *FLAG_COLUMNS):
                 cells.append(row[c] or "")
             elif c == "seeds":
                 cells.append(MISSING if pd.isna(row[c]) else str(int(row[c])))
@@ -563,7 +591,8 @@ def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], seeds: l
     write_text(paths.summary_csv(plots_dir), _csv(summary, index=True))
     best = {score: result.best for score, result in comparisons.items()}
     write_text(paths.summary_md(plots_dir), markdown_table(summary, best) + split_note(metrics)
-               + significance_note(comparisons) + environment_note(envs) + contention_note(metrics))
+               + significance_note(comparisons) + convergence_note(metrics) + environment_note(envs)
+               + contention_note(metrics))
     return summary
 
 

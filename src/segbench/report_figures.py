@@ -70,6 +70,8 @@ def tradeoff_figure(table: pd.DataFrame, axis, colours: dict[str, tuple]):
                 Line2D([], [], ls="-", marker="_", ms=8, color="dimgrey", label="95% CI over seeds")]
     if flagged:
         handles.append(Line2D([], [], ls="", marker="x", ms=10, mew=2, color="red", label=" / ".join(flagged)))
+    if "converged" in valid and valid["converged"].eq(False).any():
+        handles.append(Line2D([], [], ls="", marker="$*$", ms=8, color="black", label="* not converged"))
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
     return fig
 
@@ -101,7 +103,8 @@ def _tradeoff_panel(ax, data: pd.DataFrame, axis, colours: dict[str, tuple]) -> 
     ax.set_ylabel("mIoU (evaluation split)")
     ax.grid(True, alpha=0.3, which="both")
     ax.margins(x=0.15, y=0.12)
-    label_points(ax, x, y, list(data["model"]))
+    unconverged = data["converged"].eq(False).to_numpy() if "converged" in data else np.zeros(len(data), bool)
+    label_points(ax, x, y, [f"{m} *" if late else m for m, late in zip(data["model"], unconverged)])
 
 
 def label_points(ax, x: np.ndarray, y: np.ndarray, names: list[str], fontsize: float = 8) -> None:

@@ -19,6 +19,9 @@ from torch import nn
 from .checkpoint import load_resume, save_resume
 from .distributed import DistContext
 
+# A run whose last quarter of epochs raised its best validation score by less than this (relative) has plateaued.
+PLATEAU_TOLERANCE = 0.01
+
 
 @dataclass
 class Progress:
@@ -60,6 +63,22 @@ class Progress:
         else:
             self.stale += 1
         self.stopped_early = patience > 0 and self.stale >= patience and self.epoch < last_epoch
+
+    def convergence(self, select: str, higher_is_better: bool) -> dict:
+        """train.json's plateau test (README "Converged or not"): the run `converged` when the best
+        `val_<select>` of its last quarter of epochs (at least 2) improves on the best before them by
+        less than PLATEAU_TOLERANCE, relative; early stopping found a plateau by definition; a run too
+        short to have epochs before its last quarter cannot show one. `late_gain`: that relative
+        improvement (null when it cannot be computed)."""
+        window = max(2, math.ceil(self.epoch / 4))
+        scores = [row.get(f"val_{select}", math.nan) for row in self.history]
+        early, late = [s for s in scores[:-window] if math.isfinite(s)], [s for s in scores[-window:] if math.isfinite(s)]
+        gain = math.nan
+        if early and late:
+            before, after = (max(early), max(late)) if higher_is_better else (min(early), min(late))
+            gain = ((after - before) if higher_is_better else (before - after)) / max(abs(before), 1e-12)
+        converged = self.stopped_early or (math.isfinite(gain) and gain < PLATEAU_TOLERANCE)
+        return {"converged": bool(converged), "late_gain": None if math.isnan(gain) else gain, "late_epochs": window}
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
