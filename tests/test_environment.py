@@ -94,7 +94,7 @@ def test_contention_counts_other_processes_and_not_the_measured_one():
     finally:
         os.kill(burner, signal.SIGKILL)
     busy = 1.0 / cores  # one core's share
-    assert own.result.samples >= 4 and other.result.samples >= 4
+    assert own.result.samples >= 2 and other.result.samples >= 2
     assert own.result.other_cpu < busy / 2, own.result
     assert other.result.other_cpu > busy * 0.7, other.result
     assert other.result.contended and not own.result.contended
