@@ -177,3 +177,24 @@ def test_prior_has_no_trainable_parameters_and_round_trips_its_state():
 def test_prior_rejects_labels_that_are_not_classes():
     with pytest.raises(DataError, match="7"):
         build_model("prior_baseline", 3).fit_from_masks(torch.full((1, 2, 2), 7), ignore_index=255)
+
+
+def _modules_after(code: str) -> set[str]:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", f"{code}\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1]).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_torchvision_is_imported_only_by_models_built_on_it():
+    """torchvision's import costs about 2 s per stage process: validating params (every stage does)
+    and building a model of this project's own code must not pay it."""
+    validated = _modules_after("from segbench.config import load_params; load_params('params.yaml')\n"
+                               "from segbench.models import build_model; build_model('unet', 3, base_channels=4)")
+    assert "torchvision" not in validated and "torch" in validated
+    built = _modules_after("from segbench.models import build_model\n"
+                           "build_model('deeplabv3', 3, backbone='mobilenet_v3_small', aspp=True)")
+    assert "torchvision" in built

@@ -12,18 +12,28 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torchvision
 from torch import nn
 
 from ..errors import ConfigError
 from ..registry import Registry
 
 
-def hub_weights_path(weights: torchvision.models.WeightsEnum) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+def torchvision_models():
+    """torchvision.models, imported on first use: 2 s that a stage building no torchvision model
+    (or building none at all: validation, plot) does not pay."""
+    import torchvision.models
+
+    return torchvision.models
 
 
-def load_local_weights(model: nn.Module, weights: torchvision.models.WeightsEnum, what: str) -> None:
+def hub_weights_path(weights: str) -> Path:
+    """Where torch hub keeps the file of `weights`, a torchvision weights name ("ResNet18_Weights.IMAGENET1K_V1")."""
+    enum_name, member = weights.split(".")
+    url = getattr(getattr(torchvision_models(), enum_name), member).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def load_local_weights(model: nn.Module, weights: str, what: str) -> None:
     path = hub_weights_path(weights)
     if not path.is_file():
         raise ConfigError(
@@ -80,18 +90,18 @@ def _mobilenet(net: nn.Module, output_stride: int) -> tuple[nn.Module, int]:
 
 @dataclass(frozen=True)
 class BackboneEntry:
-    weights: torchvision.models.WeightsEnum
+    weights: str  # the torchvision weights for `pretrained`, by name (torchvision loads lazily)
     extract: Callable[[nn.Module, int], tuple[nn.Module, int]]
     output_strides: tuple[int, ...]
 
 
 BACKBONES: Registry[BackboneEntry] = Registry("backbone")
-BACKBONES.add("resnet18", BackboneEntry(torchvision.models.ResNet18_Weights.IMAGENET1K_V1, _resnet, (8, 16, 32)))
-BACKBONES.add("resnet50", BackboneEntry(torchvision.models.ResNet50_Weights.IMAGENET1K_V1, _resnet, (8, 16, 32)))
-BACKBONES.add("vgg11_bn", BackboneEntry(torchvision.models.VGG11_BN_Weights.IMAGENET1K_V1, _vgg, (8, 16, 32)))
+BACKBONES.add("resnet18", BackboneEntry("ResNet18_Weights.IMAGENET1K_V1", _resnet, (8, 16, 32)))
+BACKBONES.add("resnet50", BackboneEntry("ResNet50_Weights.IMAGENET1K_V1", _resnet, (8, 16, 32)))
+BACKBONES.add("vgg11_bn", BackboneEntry("VGG11_BN_Weights.IMAGENET1K_V1", _vgg, (8, 16, 32)))
 # torchvision can dilate only MobileNetV3's last stage: stride 16 at best.
 BACKBONES.add("mobilenet_v3_small",
-              BackboneEntry(torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1, _mobilenet, (16, 32)))
+              BackboneEntry("MobileNet_V3_Small_Weights.IMAGENET1K_V1", _mobilenet, (16, 32)))
 
 
 def build_backbone(name: str, output_stride: int = 16, pretrained: bool = False,
@@ -101,7 +111,7 @@ def build_backbone(name: str, output_stride: int = 16, pretrained: bool = False,
         raise ConfigError(f"{where}.output_stride: {output_stride} not available for {name}; "
                           f"valid: {', '.join(map(str, entry.output_strides))}")
     extra = {"dilated": output_stride == 16} if name.startswith("mobilenet") else {}
-    net = getattr(torchvision.models, name)(weights=None, **extra)
+    net = getattr(torchvision_models(), name)(weights=None, **extra)
     if pretrained:
         load_local_weights(net, entry.weights, f"{where}.pretrained")
     return entry.extract(net, output_stride)

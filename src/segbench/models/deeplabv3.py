@@ -11,7 +11,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from ..errors import ConfigError
 from ..schema import option
@@ -27,12 +26,19 @@ class PlainHead(nn.Sequential):
         )
 
 
+def _aspp() -> type:
+    """torchvision's ASPP module class, imported when a model with ASPP is built."""
+    from torchvision.models.segmentation.deeplabv3 import ASPP
+
+    return ASPP
+
+
 class ASPPHead(nn.Sequential):
     """torchvision's ASPP, then 3x3 conv + BN + ReLU and the 1x1 classifier (as DeepLabHead)."""
 
     def __init__(self, cin: int, channels: int, num_classes: int, rates: tuple[int, ...]) -> None:
         super().__init__(
-            ASPP(cin, list(rates), out_channels=channels),
+            _aspp()(cin, list(rates), out_channels=channels),
             nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
             nn.Conv2d(channels, num_classes, 1),
         )

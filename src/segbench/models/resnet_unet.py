@@ -19,19 +19,18 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from ..schema import option
-from .backbones import load_local_weights
+from .backbones import load_local_weights, torchvision_models
 from .multitask import depth_branch, depth_decoder_option
 from .registry import register_model
 
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
-# encoder option -> (torchvision constructor, ImageNet weights for `pretrained`)
+# encoder option -> (torchvision.models constructor, ImageNet weights for `pretrained`), by name
 ENCODERS = {
-    "resnet18": (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
-    "resnet34": (torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1),
+    "resnet18": ("resnet18", "ResNet18_Weights.IMAGENET1K_V1"),
+    "resnet34": ("resnet34", "ResNet34_Weights.IMAGENET1K_V1"),
 }
 
 
@@ -39,7 +38,7 @@ class ResNetEncoder(nn.Module):
     """ResNet without its classifier. Attribute names are torchvision's, so the state_dict
     keys are those of an ImageNet checkpoint minus `fc.*`."""
 
-    def __init__(self, net: torchvision.models.ResNet) -> None:
+    def __init__(self, net: nn.Module) -> None:  # a torchvision ResNet
         super().__init__()
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
@@ -122,8 +121,8 @@ class ResNetUNetOptions:
 
 @register_model("resnet_unet", ResNetUNetOptions, tasks=("segmentation", "seg_depth"))
 def build_resnet_unet(num_classes: int, opts: ResNetUNetOptions, task: str = "segmentation") -> nn.Module:
-    make_net, weights = ENCODERS[opts.encoder]
-    net = make_net(weights=None)
+    constructor, weights = ENCODERS[opts.encoder]
+    net = getattr(torchvision_models(), constructor)(weights=None)
     if opts.pretrained:
         load_local_weights(net, weights, "resnet_unet.pretrained")
     return ResNetUNet(ResNetEncoder(net), num_classes, skips=opts.skips,

@@ -6,12 +6,10 @@ numbers compare with published ones. torchvision returns a dict ``{"out": logits
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torchvision.models import segmentation
 
 from .registry import register_model
 
@@ -33,14 +31,18 @@ class TorchvisionOptions:
     """No options: the point of these rows is torchvision's model exactly as shipped."""
 
 
-def _register(arch: str, factory: Callable[..., nn.Module]) -> None:
+def _register(arch: str) -> None:
+    """`arch`: a constructor in torchvision.models.segmentation, imported when the model is built."""
+
     def build(num_classes: int, opts: TorchvisionOptions) -> nn.Module:
+        from torchvision.models import segmentation
+
         # weights=None and weights_backbone=None: nothing is ever downloaded.
+        factory = getattr(segmentation, arch)
         return OutOnly(factory(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False))
 
     register_model(arch, TorchvisionOptions)(build)
 
 
-_register("deeplabv3_resnet50", segmentation.deeplabv3_resnet50)
-_register("fcn_resnet50", segmentation.fcn_resnet50)
-_register("lraspp_mobilenet_v3_large", segmentation.lraspp_mobilenet_v3_large)
+for _arch in ("deeplabv3_resnet50", "fcn_resnet50", "lraspp_mobilenet_v3_large"):
+    _register(_arch)
