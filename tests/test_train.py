@@ -224,3 +224,14 @@ def test_channels_last_reaches_the_model(cache, monkeypatch):
     run(cache, channels_last=True)
     training_calls = [cl for training, cl in seen if training]
     assert training_calls and all(training_calls)
+
+
+@pytest.mark.parametrize("features, expected", [([], "off"), (["avx2", "fma"], "off"), (["avx2", "amx_bf16"], "bf16"),
+                                                (["avx512_bf16"], "bf16")])
+def test_amp_auto_uses_bf16_only_where_the_cpu_has_it_and_records_what_ran(cache, monkeypatch, features, expected):
+    import segbench.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_features", lambda: features)  # the machine's CPU flags, as /proc/cpuinfo lists them
+    result = run(cache, amp="auto")
+    assert result.metrics["amp"] == expected
+    assert run(cache, amp="off").metrics["amp"] == "off"

@@ -25,7 +25,7 @@ from .io import atomic_path, load_npz, read_json, write_json, write_text
 from .stats import summarize
 
 # train.json / eval.json keys that describe how the run was made rather than what it measured
-SETTINGS = frozenset({"device", "threads", "world_size", "split", "split_source", "env", "late_epochs"})
+SETTINGS = frozenset({"device", "threads", "world_size", "split", "split_source", "env", "late_epochs", "amp"})
 
 
 def _is_number(value: Any) -> bool:

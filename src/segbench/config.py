@@ -168,7 +168,9 @@ class TrainConfig:
     focal_gamma: float = option(2.0, min=0.0)  # focal: 0 is cross-entropy
     class_weighting: str = option("inverse", choices=("inverse", "median"))  # weighted_ce
     patience: int = option(0, min=0)  # early stopping: epochs without a better val mIoU; 0: off
-    amp: str = option("off", choices=("off", "bf16", "fp16"))  # autocast precision; fp16 needs CUDA
+    # autocast precision; fp16 needs CUDA; auto: bf16 where the hardware has native bf16 (a GPU that
+    # supports it, a CPU with AVX-512-BF16 or AMX-BF16), else off; train.json records which ran
+    amp: str = option("off", choices=("off", "auto", "bf16", "fp16"))
     channels_last: bool = False  # model and inputs in channels_last memory format
     # Data-parallel training (torch.distributed): the stage re-launches itself under torchrun with
     # nproc processes on this machine; batch_size stays the global batch, split across them.

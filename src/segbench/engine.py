@@ -110,6 +110,7 @@ def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None =
         model = model.to(memory_format=torch.contiguous_format)
     wall = progress.elapsed or time.perf_counter() - started
     metrics = train_metrics(run.task, progress, wall, run.device, dist)
+    metrics["amp"] = run.precision.name  # what ran: `amp: auto` resolves per machine
     if trainable:
         metrics.update(progress.convergence(cfg.select, run.task.scores[cfg.select]))
     else:  # nothing to learn: the prior is exact after one pass

@@ -63,6 +63,11 @@ def _cpu_info() -> tuple[str, list[str]]:
     return model, [f for f in SPEED_FEATURES if f in flags]
 
 
+def cpu_features() -> list[str]:
+    """The SPEED_FEATURES this machine's CPU has."""
+    return _cpu_info()[1]
+
+
 def _version_module(package: str) -> dict[str, Any]:
     """The constants assigned in `package`/version.py (torch and torchvision generate one at build
     time: the version with its local tag, e.g. 2.14.1+cu130, and torch's CUDA version). Parsed,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .environment import cpu_features
 from .errors import ResourceError
 
 
@@ -58,6 +59,11 @@ class Precision:
     device_type: str
     dtype: torch.dtype | None = None
 
+    @property
+    def name(self) -> str:
+        """How train.json records it: off | bf16 | fp16."""
+        return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
     def autocast(self):
         if self.dtype is None:
             return contextlib.nullcontext()
@@ -73,8 +79,22 @@ def _autocast_available(device_type: str) -> bool:
     return True if check is None else bool(check(device_type))
 
 
+# /proc/cpuinfo flags of CPUs that compute bf16 natively (elsewhere autocast emulates it, slower than fp32)
+NATIVE_BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs natively on `device`: a GPU that supports it, a CPU with NATIVE_BF16_CPU_FEATURES."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return _autocast_available(device.type) and bool(set(cpu_features()) & set(NATIVE_BF16_CPU_FEATURES))
+
+
 def resolve_precision(amp: str, device: torch.device) -> Precision:
-    """`amp` (off | bf16 | fp16, validated by the config) on `device`, or why it cannot run there."""
+    """`amp` (off | auto | bf16 | fp16, validated by the config) on `device`, or why it cannot run
+    there; auto is bf16 where `native_bf16`, else off."""
+    if amp == "auto":
+        amp = "bf16" if native_bf16(device) else "off"
     if amp == "off":
         return Precision(device.type)
     if amp == "fp16":
