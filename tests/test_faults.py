@@ -504,7 +504,7 @@ def _cmdline(process: psutil.Process) -> list[str]:
 def metrics_without_times(workspace: Path, model: str, seed: int = 0) -> dict:
     """The seed's own train.json (less its timings) and eval.json, as train@ and evaluate@ write them."""
     train = json.loads((workspace / paths.seed_metrics_path(model, seed, "train")).read_text())
-    times = ("train_time_s", "time_per_epoch_s", "images_per_s", "data_wait_fraction", "contention")
+    times = ("train_time_s", "time_per_epoch_s", "images_per_s", "data_wait_fraction", "contention", "peak_rss_mb")
     return {"eval": json.loads((workspace / paths.seed_metrics_path(model, seed, "eval")).read_text()),
             "train": {k: v for k, v in train.items() if k not in times}}
 

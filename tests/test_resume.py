@@ -19,7 +19,7 @@ import segbench.cli as cli
 import segbench.engine as train_module
 from segbench import paths
 
-TIMES = ("train_time_s", "time_per_epoch_s", "images_per_s", "data_wait_fraction", "contention")  # conditions, not results
+TIMES = ("train_time_s", "time_per_epoch_s", "images_per_s", "data_wait_fraction", "contention", "peak_rss_mb")
 EPOCHS = 5
 
 

@@ -67,6 +67,7 @@ def test_training_is_deterministic(cache):
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a.metrics["stopped_early"] == 0 and a.metrics["epochs"] == 2
+    assert a.metrics["peak_rss_mb"] > 10 and "cuda_peak_allocated_mb" not in a.metrics  # peak training memory (CPU)
 
 
 def test_early_stopping_stops_and_records_it(cache, monkeypatch):

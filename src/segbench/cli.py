@@ -172,7 +172,7 @@ def cmd_profile(args) -> None:
     result = profile(model, tuple(ckpt["image_size"]), input_sizes=cfg.input_sizes, batch_size=cfg.batch_size,
                      threads=cfg.threads, warmup=cfg.warmup, min_runs=cfg.min_runs, max_runs=cfg.max_runs,
                      time_budget_s=cfg.time_budget_s, cuda=resolve_device(cfg.device).type == "cuda",
-                     amp_dtype=cfg.amp_dtype, quiet_wait_s=cfg.quiet_wait_s)
+                     amp_dtype=cfg.amp_dtype, quiet_wait_s=cfg.quiet_wait_s, backends=cfg.backends)
     write_json(paths.metrics_path(args.model, "profile"), result)
     if not result.get("started_quiet", True):
         print(f"segbench: warning: the machine stayed busy for {result['quiet_wait_s']:.0f} s (profile.quiet_wait_s); "
@@ -186,6 +186,8 @@ def cmd_profile(args) -> None:
     print(f"{args.model}: {result['params']:,} params, {result['threads']} threads, CPU latency "
           f"{result['latency_cpu_ms']:.2f} ms ({result['latency_cpu_stop_reason']}){others}, "
           f"{result['throughput_cpu_ips']:.1f} images/s at batch {cfg.batch_size}")
+    for backend, reason in result.get("backend_errors", {}).items():
+        print(f"{args.model}: backend {backend} not measured: {reason}")
 
 
 def cmd_plot(args) -> None:

@@ -23,6 +23,11 @@ def _source_names() -> list[str]:
     return SOURCES.names()
 
 
+# profile.backends' values; segbench.backends implements each (named here so validating params
+# does not import the runtimes)
+PROFILE_BACKENDS = ("eager", "eager_bf16", "compile", "onnxruntime")
+
+
 def _loss_names() -> list[str]:
     from .losses import LOSSES
 
@@ -220,10 +225,19 @@ class ProfileConfig:
     # Before timing, wait up to this long for a quiet machine (other processes under the contention
     # threshold, segbench.environment); 0: time at once. Contention is recorded either way.
     quiet_wait_s: float = option(60.0, min=0.0)
+    # The runtimes timed on the CPU (segbench.backends); eager (PyTorch fp32) is the reference
+    # the others' speed and agreement are measured against, so it is always listed.
+    backends: tuple[str, ...] = option(("eager", "eager_bf16", "onnxruntime"), choices=PROFILE_BACKENDS)
 
     def __post_init__(self) -> None:
         if self.max_runs < self.min_runs:
             raise ConfigError(f"max_runs ({self.max_runs}) must be >= min_runs ({self.min_runs})")
+        if "eager" not in self.backends:
+            raise ConfigError(f"backends: {list(self.backends)} lacks eager, the reference every other backend's "
+                              "latency and agreement are compared with; add it")
+        repeated = sorted({b for b in self.backends if self.backends.count(b) > 1})
+        if repeated:
+            raise ConfigError(f"backends: {', '.join(repeated)} listed twice; list each backend once")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -111,6 +112,9 @@ def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None =
     wall = progress.elapsed or time.perf_counter() - started
     metrics = train_metrics(run.task, progress, wall, run.device, dist)
     metrics["amp"] = run.precision.name  # what ran: `amp: auto` resolves per machine
+    metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    if run.device.type == "cuda":
+        metrics["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated(run.device) / 2**20
     if trainable:
         metrics.update(progress.convergence(cfg.select, run.task.scores[cfg.select]))
     else:  # nothing to learn: the prior is exact after one pass

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .backends import KEY_TAGS, BackendUnavailable, agreement, prepare
 from .environment import ContentionMonitor, fingerprint, wait_for_quiet
 from .errors import ResourceError, SegbenchError, first_line
 from .io import state_dict_bytes
@@ -221,7 +222,7 @@ def _profile_device(model: nn.Module, sizes: list[tuple[int, int]], batch_size: 
 def profile(model: nn.Module, input_size: tuple[int, int], *, input_sizes: Optional[Iterable[Sequence[int]]] = (),
             batch_size: int = 8, threads: int = 0, warmup: int = 5, min_runs: int = 20, max_runs: int = 500,
             time_budget_s: float = 8.0, cuda: Optional[bool] = None, amp_dtype: str = "bfloat16",
-            quiet_wait_s: float = 0.0) -> dict:
+            quiet_wait_s: float = 0.0, backends: Sequence[str] = ("eager",)) -> dict:
     """Everything profile.json holds, for any nn.Module taking (N, 3, H, W).
 
     `input_size` is the training size (plain keys); `input_sizes` lists further [H, W] sizes
@@ -232,6 +233,8 @@ def profile(model: nn.Module, input_size: tuple[int, int], *, input_sizes: Optio
 
     Other processes' CPU use is sampled while the timings run ("contention", segbench.environment);
     with `quiet_wait_s`, timing starts once the machine is quiet or after that many seconds.
+    `backends` (segbench.backends) beside eager fp32 get CPU latency at every size, set-up time and
+    agreement with eager fp32; one that cannot run the model records why in `backend_errors`.
     """
     if cuda and not torch.cuda.is_available():
         raise SegbenchError("profile.device: cuda requested but no CUDA device is available; use auto or cpu")
@@ -245,10 +248,12 @@ def profile(model: nn.Module, input_size: tuple[int, int], *, input_sizes: Optio
     torch.set_num_threads(used_threads)
     try:
         h, w = sizes[0]
+        flops = count_flops(model, sizes[0])
         result = {
             "params": int(sum(p.numel() for p in model.parameters())),
             "size_mb": len(state_dict_bytes(model.state_dict())) / 1e6,
-            "gflops": count_flops(model, sizes[0]) / 1e9,
+            "gflops": flops / 1e9,
+            "gmacs": flops / 2e9,  # torch's counter: 2 FLOPs per multiply-add, so MACs are half
             "input_height": h,
             "input_width": w,
             "throughput_batch_size": batch_size,
@@ -260,6 +265,7 @@ def profile(model: nn.Module, input_size: tuple[int, int], *, input_sizes: Optio
         with ContentionMonitor() as monitor:
             result.update(_profile_device(model, sizes, batch_size, budget, "cpu"))
             result["peak_rss_mb"] = _peak_rss_mb()
+            result.update(profile_backends(model, sizes, budget, [b for b in backends if b != "eager"], used_threads))
             if cuda if cuda is not None else torch.cuda.is_available():
                 result.update(_profile_cuda(model, sizes, batch_size, budget, AMP_DTYPES[amp_dtype]))
     finally:
@@ -267,6 +273,42 @@ def profile(model: nn.Module, input_size: tuple[int, int], *, input_sizes: Optio
     result["contention"] = monitor.result.as_dict()
     result["env"] = environment()
     return result
+
+
+def profile_backends(model: nn.Module, sizes: list[tuple[int, int]], budget: _Budget, backends: Sequence[str],
+                     threads: int) -> dict:
+    """CPU latency of each backend at every size (latency_cpu_<tag>[_<H>x<W>]_ms), its set-up time
+    (setup_<tag>_s, summed over sizes: export or compilation) and its agreement with eager fp32 on
+    the same input (max_abs_diff_cpu_<tag>, argmax_agreement_cpu_<tag>, per size). A backend that
+    cannot run the model gets its one-line reason in backend_errors instead, and no numbers."""
+    out: dict = {}
+    errors: dict[str, str] = {}
+    for backend in backends:
+        tag, numbers = KEY_TAGS[backend], {}
+        try:
+            for i, size in enumerate(sizes):
+                suffix = "" if i == 0 else f"_{size_tag(size)}"
+                x = make_input(1, size)
+                with torch.inference_mode():
+                    reference = model(x)["out"]
+                runner = prepare(backend, model, x, threads)
+                with torch.inference_mode():
+                    agree = agreement(reference, runner.run(x))
+                    timing = measure(lambda run=runner.run, x=x: run(x), **budget.kwargs())
+                numbers.update(timing.summary(f"latency_cpu_{tag}{suffix}"))
+                numbers[f"max_abs_diff_cpu_{tag}{suffix}"] = agree["max_abs_diff"]
+                numbers[f"argmax_agreement_cpu_{tag}{suffix}"] = agree["argmax_agreement"]
+                numbers[f"setup_{tag}_s"] = numbers.get(f"setup_{tag}_s", 0.0) + runner.setup_s
+        except BackendUnavailable as exc:
+            errors[backend] = str(exc)
+            continue
+        except (RuntimeError, ValueError) as exc:  # it ran at one size and not at another
+            errors[backend] = f"{type(exc).__name__}: {first_line(exc)}"[:300]
+            continue
+        out.update(numbers)
+    if backends:
+        out["backend_errors"] = errors
+    return out
 
 
 def _profile_cuda(model: nn.Module, sizes: list[tuple[int, int]], batch_size: int, budget: _Budget,

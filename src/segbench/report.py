@@ -32,8 +32,13 @@ from .stats import is_summary, mean_of
 
 MISSING = "—"
 CURVE_METRICS = ("train_loss", "val_loss", "val_miou", "lr", "val_depth_rmse", "train_depth_loss", "val_depth_loss")
-# profile.json latency keys: latency_<device>[_<amp>][_<H>x<W>]_ms (the training size has no suffix)
-LATENCY_KEY = re.compile(r"latency_(cpu|cuda)(?:_(bf16|fp16))?(?:_(\d+)x(\d+))?_ms")
+# profile.json latency keys: latency_<device>[_<precision or backend>][_<H>x<W>]_ms (the training size
+# has no suffix; no backend: eager fp32)
+LATENCY_KEY = re.compile(r"latency_(cpu|cuda)(?:_(bf16|fp16|compile|onnxruntime))?(?:_(\d+)x(\d+))?_ms")
+# the argmax agreement with eager fp32 an fp32 backend must reach to count as fastest (segbench.backends.FP32_AGREEMENT)
+FP32_AGREEMENT = 0.999
+BACKEND_COLUMNS = ("fastest_cpu_backend", "fastest_cpu_speedup")  # summary columns
+BACKEND_NAMES = {"bf16": "eager_bf16", "compile": "compile", "onnxruntime": "onnxruntime"}
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,19 @@ def environment_note(envs: CostEnvironments) -> str:
             f"only within one, marked `env` in the table and on the plots: " + "; ".join(parts) + ".\n")
 
 
+def backend_note(metrics: list[ModelMetrics]) -> str:
+    """One line per reason a backend was not measured (profile.json backend_errors), or nothing."""
+    missing: dict[tuple[str, str], list[str]] = {}
+    for m in metrics:
+        for backend, reason in (m.profile.get("backend_errors") or {}).items():
+            missing.setdefault((backend, str(reason)), []).append(m.name)
+    lines = []
+    for (backend, reason), names in missing.items():
+        who = "any model" if len(names) == len(metrics) else ", ".join(names)
+        lines.append(f"Backend {backend} not measured for {who}: {reason}.\n")
+    return "".join(lines)
+
+
 def convergence_note(metrics: list[ModelMetrics]) -> str:
     """One line naming the models whose training had not plateaued, or nothing."""
     late = []
@@ -286,6 +304,24 @@ def latency_settings(metrics: list[ModelMetrics], device: str) -> list[tuple[str
     return [(label, key) for label, (_, key) in sorted(found.items(), key=lambda item: item[1][0])]
 
 
+def fastest_backend(m: ModelMetrics) -> tuple[str, float]:
+    """The backend with the lowest CPU latency at the training size and its speed-up over eager fp32;
+    an fp32 backend whose predictions differ from eager's (argmax agreement under FP32_AGREEMENT)
+    does not count. ("", NaN) when eager was not measured."""
+    eager = m.get("profile", "latency_cpu_ms")
+    if math.isnan(eager):
+        return "", math.nan
+    best, best_ms = "eager", eager
+    for tag, name in BACKEND_NAMES.items():
+        latency = m.get("profile", f"latency_cpu_{tag}_ms")
+        agree = m.get("profile", f"argmax_agreement_cpu_{tag}")
+        if math.isnan(latency) or (tag != "bf16" and not agree >= FP32_AGREEMENT):
+            continue
+        if latency < best_ms:
+            best, best_ms = name, latency
+    return best, eager / best_ms
+
+
 def tradeoff_table(metrics: list[ModelMetrics], axis: CostAxis, better: np.ndarray | None = None,
                    envs: CostEnvironments | None = None) -> pd.DataFrame:
     """Long form: one row per (setting, model): model, setting, cost, miou, its 95% interval over
@@ -350,9 +386,11 @@ def summary_table(metrics: list[ModelMetrics], comparisons: dict[str, ScoreCompa
                 row["miou_ci95_low"], row["miou_ci95_high"] = m.interval("eval", "miou")
                 row["seeds"] = len(m.eval.get("seeds") or [None])
                 _with_comparison(row, "miou", comparisons.get("miou"))
-        for label, key in latency_settings([m], "cpu"):
-            if key != "latency_cpu_ms":
-                row[f"latency_cpu_{label.split()[0]}_ms"] = m.get("profile", key)
+        for _, key in latency_settings([m], "cpu"):
+            match = LATENCY_KEY.fullmatch(key)
+            if key != "latency_cpu_ms" and match[2] is None:  # eager fp32 at the other sizes
+                row[key] = m.get("profile", key)
+        row["fastest_cpu_backend"], row["fastest_cpu_speedup"] = fastest_backend(m)
         if not math.isnan(m.get("eval", "depth_rmse")):
             for column, part, key, _ in DEPTH_SUMMARY:
                 row[column] = m.get(part, key)
@@ -366,7 +404,7 @@ def summary_table(metrics: list[ModelMetrics], comparisons: dict[str, ScoreCompa
         rows.append(row)
     df = pd.DataFrame(rows)
     known = {"model", *(column for column, *_ in SUMMARY + DEPTH_SUMMARY)}
-    extra = [c for c in df.columns if c.startswith("latency_cpu_") and c not in known]
+    extra = [c for c in df.columns if c.startswith("latency_cpu_") and c not in known] + list(BACKEND_COLUMNS)
     at = list(df.columns).index("latency_cpu_ms") + 1  # the other profiled sizes next to the training size
     df = df[[c for c in df.columns[:at] if c not in extra] + extra + [c for c in df.columns[at:] if c not in extra]]
     df = df[[c for c in df.columns if c not in FLAG_COLUMNS] + list(FLAG_COLUMNS)]
@@ -473,7 +511,7 @@ def fmt(value, column: str = "") -> str:
         return f"{int(value):,}"
     if column in {"miou", "mrecall", "accuracy", "mdice", "best_val_miou", "depth_abs_rel", "depth_delta1"}:
         return f"{value:.4f}"
-    if column == "depth_rmse_vs_mean_baseline":
+    if column in ("depth_rmse_vs_mean_baseline", "fastest_cpu_speedup"):
         return f"{value:.2f}x"
     return f"{value:.4g}"
 
@@ -509,7 +547,8 @@ def markdown_table(df: pd.DataFrame, best: dict[str, str] | None = None) -> str:
     (`tied`: the interval includes 0), GPU columns only when some model has them, missing as a dash."""
     best = best or {}
     headers = {column: header for column, _, _, header in SUMMARY + DEPTH_SUMMARY}
-    headers.update(COMPOSITE, seeds="seeds", env="env (costs)", contended="contended timing", converged="converged",
+    headers.update(COMPOSITE, fastest_cpu_backend="fastest CPU backend", fastest_cpu_speedup="speed-up vs eager fp32",
+                   seeds="seeds", env="env (costs)", contended="contended timing", converged="converged",
                    miou_vs_best="mIoU vs best (95% CI)", depth_rmse_vs_best="depth RMSE vs best (95% CI)")
     mixed = "env" in df and (df["env"].nunique() > 1 or df["env"].str.contains("mixed| / ").any())
     shown = [c for c in df.columns if not (c.startswith("latency_cuda") and df[c].isna().all())
@@ -591,7 +630,7 @@ def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], seeds: l
     write_text(paths.summary_csv(plots_dir), _csv(summary, index=True))
     best = {score: result.best for score, result in comparisons.items()}
     write_text(paths.summary_md(plots_dir), markdown_table(summary, best) + split_note(metrics)
-               + significance_note(comparisons) + convergence_note(metrics) + environment_note(envs)
+               + significance_note(comparisons) + backend_note(metrics) + convergence_note(metrics) + environment_note(envs)
                + contention_note(metrics))
     return summary
 
