@@ -149,4 +149,6 @@ def test_set_param_rewrite_of_the_default_params_still_loads(tmp_path):
     params = tmp_path / "params.yaml"
     shutil.copy2(REPO / "params.yaml", params)
     apply_overrides(str(params), ["++models.unet.train.beta=0.0"])  # what `dvc exp run -S` does to the file
+    assert load_params(params).train.amp == "auto"
+    apply_overrides(str(params), ["++train.amp=off"])  # YAML 1.1 reads a bare off as false
     assert load_params(params).train.amp == "off"
