@@ -138,3 +138,12 @@ def test_summary_names_the_fastest_backend_that_agrees(tmp_path):
 
 def test_every_configurable_backend_has_an_implementation():
     assert set(backends._BUILDERS) == set(backends.BACKENDS) == set(backends.KEY_TAGS)
+
+
+def test_a_model_that_ignores_its_input_runs_on_onnxruntime():
+    """The prior baseline: the exported graph has no input at all."""
+    from segbench.models import build_model
+
+    prior = build_model("prior_baseline", 3).eval()
+    result = prof.profile(prior, (16, 16), input_sizes=[], backends=("eager", "onnxruntime"), **FAST)
+    assert result["backend_errors"] == {} and result["argmax_agreement_cpu_onnxruntime"] == 1.0

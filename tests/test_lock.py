@@ -32,3 +32,16 @@ def test_the_readme_commands_install_from_the_lock():
     readme = (REPO / "README.md").read_text()
     installs = re.findall(r"pip install[^\n&]*", readme.split("## What you get")[0])
     assert len(installs) >= 2 and all("-c requirements.lock" in cmd for cmd in installs), installs
+
+
+def test_this_environment_has_the_locked_versions():
+    """The README's install (what CI runs) gets exactly the pinned version of every locked package it has."""
+    import importlib.metadata
+
+    locked = pins()
+    installed = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version for d in importlib.metadata.distributions()}
+    differ = {name: (installed[name], version) for name, version in locked.items()
+              if name in installed and installed[name] != version}
+    assert not differ, f"installed vs requirements.lock: {differ}"
+    missing = [name for name in ("torch", "torchvision", "numpy", "dvc", "onnxruntime") if name not in installed]
+    assert not missing

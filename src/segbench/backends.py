@@ -107,8 +107,11 @@ def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int) -> Callable:
     options.log_severity_level = 3  # errors only: a warning is not a result
     session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
+    # A model whose output does not depend on its input (the prior) exports a graph without one.
+    names = [i.name for i in session.get_inputs()]
+
     def run(inputs: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {"image": inputs.numpy()})[0])
+        return torch.from_numpy(session.run(None, {name: inputs.numpy() for name in names})[0])
     return run
 
 
