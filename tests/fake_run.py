@@ -40,6 +40,28 @@ QUIET = {"other_cpu": 0.01, "other_cpu_max": 0.03, "steal": 0.0, "seconds": 10.0
          "contended": False}
 
 
+def run_cli(root: Path, params: dict, *args: str) -> None:
+    """`segbench <args>` (a stage's command) in `root` with `params` as its params.yaml; it must succeed."""
+    import os
+
+    import yaml
+
+    from segbench.cli import main
+
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(list(args)) == 0
+    finally:
+        os.chdir(cwd)
+
+
+def edit_json(path: Path, changes: dict) -> None:
+    """Merge `changes` into the JSON object in `path` (a metrics file made different on purpose)."""
+    path.write_text(json.dumps(json.loads(path.read_text()) | changes))
+
+
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2) + "\n")

@@ -6,8 +6,7 @@ import json
 
 import pytest
 import torch
-import yaml
-from fake_run import fake_run
+from fake_run import edit_json, fake_run, run_cli
 from torch import nn
 
 import segbench.backends as backends
@@ -103,27 +102,17 @@ def test_bad_backend_lists_are_one_line_errors(value, needle):
 
 
 def test_summary_names_the_fastest_backend_that_agrees(tmp_path):
-    from segbench.cli import main
+    import pandas as pd
 
     fake_run(tmp_path)
     edits = {"big": {"latency_cpu_onnxruntime_ms": 8.0, "argmax_agreement_cpu_onnxruntime": 1.0, "backend_errors": {}},
              "small": {"latency_cpu_onnxruntime_ms": 0.5, "argmax_agreement_cpu_onnxruntime": 0.9, "backend_errors": {}},
              "twin": {"backend_errors": {"onnxruntime": "UnsupportedOperatorError: fft_fft2"}}}
     for model, changes in edits.items():
-        path = tmp_path / "metrics" / model / "profile.json"
-        path.write_text(json.dumps(json.loads(path.read_text()) | changes))
+        edit_json(tmp_path / "metrics" / model / "profile.json", changes)
     params = {"seeds": [0, 1, 2], "models": {m: {"arch": "unet"} for m in ("big", "small", "twin", "worse")},
               "plot": {"dpi": 50, "bootstrap": 200}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        assert main(["plot"]) == 0
-    finally:
-        os.chdir(cwd)
-    import pandas as pd
+    run_cli(tmp_path, params, "plot")
 
     summary = pd.read_csv(tmp_path / "plots" / "summary.csv", keep_default_na=False).set_index("model")
     assert summary.loc["big", "fastest_cpu_backend"] == "onnxruntime"

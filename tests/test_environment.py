@@ -15,12 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from fake_run import ENV, QUIET, fake_run
+from fake_run import ENV, QUIET, edit_json, fake_run, run_cli
 
 from segbench import environment as envmod
 from segbench.aggregate import aggregate_reports
-from segbench.cli import main
 
 FIELDS = {"cpu": str, "cpu_features": list, "logical_cores": int, "usable_cores": int, "python": str, "torch": str,
           "torchvision": str, "numpy": str, "os": str, "id": str}
@@ -151,20 +149,12 @@ PARAMS = {"seeds": [0, 1, 2], "models": {m: {"arch": "unet"} for m in ("big", "s
 
 
 def _plot(root: Path) -> str:
-    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert main(["plot"]) == 0
-    finally:
-        os.chdir(cwd)
+    run_cli(root, PARAMS, "plot")
     return (root / "plots" / "summary.md").read_text()
 
 
 def _edit(path: Path, **changes) -> None:
-    data = json.loads(path.read_text())
-    data.update(changes)
-    path.write_text(json.dumps(data))
+    edit_json(path, changes)
 
 
 @pytest.fixture(scope="module")
@@ -228,13 +218,7 @@ def test_unconverged_models_are_marked(flagged_run):
 # --- segbench check ----------------------------------------------------------------------------------
 
 def _check(root: Path, capsys) -> str:
-    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert main(["check"]) == 0
-    finally:
-        os.chdir(cwd)
+    run_cli(root, PARAMS, "check")
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[1].startswith("environment: ")
     return lines[1]

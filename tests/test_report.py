@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fake_run import SEEDS, fake_metrics, fake_run, write_json
+from fake_run import SEEDS, fake_metrics, fake_run, run_cli, write_json
 
 from segbench import report, report_figures
 from segbench.cli import main
@@ -31,13 +31,7 @@ def declared_plot_outputs() -> list[str]:
 
 
 def plot_stage(root: Path, params: dict = PARAMS) -> None:
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert main(["plot"]) == 0
-    finally:
-        os.chdir(cwd)
+    run_cli(root, params, "plot")
 
 
 @pytest.fixture(scope="module")
