@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("preprocess", help="stage: decode + resize into the cache").set_defaults(fn=cmd_preprocess)
     for name, fn, what in (("train", cmd_train, "train one model with one seed"),
                            ("evaluate", cmd_evaluate, "score one model's checkpoint of one seed"),
-                           ("aggregate", cmd_aggregate, "summarise one model's seeds (mean, sd, 95% CI)"),
+                           ("aggregate", cmd_aggregate, "summarise one model's seeds (mean, sd, 95%% CI)"),
                            ("profile", cmd_profile, "measure one model's cost")):
         p = sub.add_parser(name, help=f"stage: {what}")
         p.add_argument("model", help="a key of models: in the params file")

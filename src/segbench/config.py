@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import yaml
 
+from . import catalog
 from .errors import ConfigError
 from .schema import option, parse
 
@@ -29,33 +30,23 @@ PROFILE_BACKENDS = ("eager", "eager_bf16", "compile", "onnxruntime")
 
 
 def _loss_names() -> list[str]:
-    from .losses import LOSSES
-
-    return LOSSES.names()
+    return list(catalog.LOSSES)
 
 
 def _depth_loss_names() -> list[str]:
-    from .losses import DEPTH_LOSSES
-
-    return DEPTH_LOSSES.names()
+    return list(catalog.DEPTH_LOSSES)
 
 
 def _task_names() -> list[str]:
-    from .tasks import TASKS
-
-    return TASKS.names()
+    return list(catalog.TASKS)
 
 
 def _optimizer_names() -> list[str]:
-    from .optim import OPTIMIZERS
-
-    return OPTIMIZERS.names()
+    return list(catalog.OPTIMIZERS)
 
 
 def _scheduler_names() -> list[str]:
-    from .optim import SCHEDULERS
-
-    return SCHEDULERS.names()
+    return list(catalog.SCHEDULERS)
 
 
 @dataclass(frozen=True)
@@ -311,7 +302,6 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def _parse_models(raw: Any, shared_train: TrainConfig, task: str) -> dict[str, ModelSpec]:
     from .models import archs_for, model_entry, validate_model_options
-    from .tasks import get_task
 
     if not isinstance(raw, dict) or not raw:
         raise ConfigError("models: must be a non-empty mapping of model name -> {arch: ..., options}")
@@ -339,11 +329,11 @@ def _parse_models(raw: Any, shared_train: TrainConfig, task: str) -> dict[str, M
         options = validate_model_options(arch, entry, key)
         # Cross-registry checks (task x architecture, task x training settings) live here, above both.
         if task not in model_entry(arch, key).tasks:
-            raise ConfigError(f"{key}.arch: {arch} has no {get_task(task).outputs[-1]} head, which task: {task} needs; "
+            raise ConfigError(f"{key}.arch: {arch} has no {catalog.TASKS[task].outputs[-1]} head, which task: {task} needs; "
                               f"architectures with one: {', '.join(archs_for(task))}")
-        scores = get_task(task).scores
+        scores = catalog.TASKS[task].scores
         if train.select not in scores:
-            needs = [t for t in _task_names() if train.select in get_task(t).scores]
+            needs = [t for t in _task_names() if train.select in catalog.TASKS[t].scores]
             raise ConfigError(f"{key}.train.select: {train.select} needs task: {' or '.join(needs)} (task is {task}); "
                               f"use select: {' or '.join(scores)}")
         specs[name] = ModelSpec(name=name, arch=arch, options=options, train=train, task=task)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .evaluate import PredictionSamples
+if TYPE_CHECKING:  # aggregate draws the confusion figures and must not import torch for it
+    from .evaluate import PredictionSamples
 
 # Colours for class indices 0..19 (then tab20b); fixed so every model's figures agree.
 # No pure red or mid grey: those mark wrong and ignored pixels.

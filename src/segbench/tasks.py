@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .catalog import TASKS as TASKS_DECLARED
 from .data.dataset import SegmentationCache
 from .losses import Criterion, DepthLoss, Term, build_loss, class_weights_from_manifest
 from .metrics import ConfusionMatrix, DepthErrors, DepthScores, PerImageCounts, ScoreHistogram
@@ -94,9 +95,9 @@ class Segmentation:
     """Per-pixel classes: logits "out" against the "mask" target, scored by a confusion matrix."""
 
     name = "segmentation"
-    outputs: tuple[str, ...] = ("out",)  # what the model must return
-    targets: tuple[str, ...] = ("mask",)
-    scores: dict[str, bool] = {"miou": True}  # logged per epoch; True: higher is better
+    outputs: tuple[str, ...] = TASKS_DECLARED[name].outputs  # what the model must return
+    targets: tuple[str, ...] = TASKS_DECLARED[name].targets
+    scores: dict[str, bool] = TASKS_DECLARED[name].scores  # logged per epoch; True: higher is better
 
     def dataset(self, cache_dir: str | Path, split: str, **kwargs: Any) -> SegmentationCache:
         return SegmentationCache(cache_dir, split, depth="depth" in self.targets, **kwargs)
@@ -133,9 +134,9 @@ class SegDepth(Segmentation):
     depth std); depth errors beside the mask scores, against the training split's mean depth."""
 
     name = "seg_depth"
-    outputs = ("out", "depth")
-    targets = ("mask", "depth")
-    scores = {"miou": True, "depth_rmse": False}
+    outputs = TASKS_DECLARED[name].outputs
+    targets = TASKS_DECLARED[name].targets
+    scores = TASKS_DECLARED[name].scores
 
     def criterion(self, cfg, manifest: dict) -> Criterion:
         depth = DepthLoss(cfg.depth_loss, scale=manifest["depth"]["std"], delta=cfg.huber_delta)

@@ -3,8 +3,9 @@
     build_model("unet", num_classes=6, base_channels=16)
     build_model("unet", num_classes=6, task="seg_depth", depth_decoder="shared")
 
-Adding an architecture is one module that calls `registry.register_model` plus one import line
-below. Every model maps (N, 3, H, W) images, any H and W, to named outputs (a dict, as
+Adding an architecture is one module that calls `registry.register_model`, plus its options
+dataclass and one `declare_model` line in `options` (torch-free: validating params imports no
+torch; the module is imported on the first build). Every model maps (N, 3, H, W) images, any H and W, to named outputs (a dict, as
 torchvision's segmentation models return): `{"out": N x num_classes x H x W logits}`.
 
 Under `task: seg_depth` (architectures registered with that task, see `depth_archs`) the dict
@@ -13,18 +14,24 @@ also holds `"depth"`, N x 1 x H x W in metres; the depth head's mean and std com
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..schema import to_dict
+from .options import DEPTH_DECODERS  # noqa: F401  (importing options declares every built-in architecture)
+from .registry import MODELS, ModelEntry, archs_for, builder, known_tasks, model_entry, parse_model_options, register_model  # noqa: F401
 
-# One import per architecture family: importing the module registers it.
-from . import deeplabv3, enet, esnet, fcn_baseline, prior, resnet_unet, torchvision_zoo, unet, unet_lean  # noqa: F401
-from .multitask import DEPTH_DECODERS, DepthHead, set_depth_statistics  # noqa: F401  (re-exported)
-from .registry import MODELS, ModelEntry, archs_for, known_tasks, model_entry, parse_model_options, register_model  # noqa: F401
+if TYPE_CHECKING:
+    from torch import nn
+
+
+def __getattr__(name: str) -> Any:
+    """The depth head's parts, re-exported without importing torch until asked for."""
+    if name in ("DepthHead", "set_depth_statistics"):
+        from . import multitask
+
+        return getattr(multitask, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def depth_archs() -> list[str]:
@@ -52,8 +59,8 @@ def build_model(arch: str, num_classes: int, task: str = "segmentation", **optio
         raise ConfigError(f"num_classes: {num_classes!r} is not valid; expected an integer >= 1")
     check_task(arch, task)
     opts = parse_model_options(arch, options, arch)
-    entry = MODELS.get(arch)
-    return entry.build(num_classes, opts, task) if len(entry.tasks) > 1 else entry.build(num_classes, opts)
+    build = builder(arch)
+    return build(num_classes, opts, task) if len(MODELS.get(arch).tasks) > 1 else build(num_classes, opts)
 
 
 def batch_norm_problem(arch: str, options: dict, image_size: tuple[int, int], batch_size: int) -> str | None:
@@ -82,7 +89,3 @@ def batch_norm_problem(arch: str, options: dict, image_size: tuple[int, int], ba
     except Exception:
         return None
     return None
-
-
-def options_of(arch: str) -> list[str]:
-    return [f.name for f in dataclasses.fields(MODELS.get(arch).options)]

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import Registry
+from .options import BACKBONE_STRIDES
 
 
 def torchvision_models():
@@ -92,24 +93,22 @@ def _mobilenet(net: nn.Module, output_stride: int) -> tuple[nn.Module, int]:
 class BackboneEntry:
     weights: str  # the torchvision weights for `pretrained`, by name (torchvision loads lazily)
     extract: Callable[[nn.Module, int], tuple[nn.Module, int]]
-    output_strides: tuple[int, ...]
 
 
+# The names and the output strides each supports are declared in options.BACKBONE_STRIDES.
 BACKBONES: Registry[BackboneEntry] = Registry("backbone")
-BACKBONES.add("resnet18", BackboneEntry("ResNet18_Weights.IMAGENET1K_V1", _resnet, (8, 16, 32)))
-BACKBONES.add("resnet50", BackboneEntry("ResNet50_Weights.IMAGENET1K_V1", _resnet, (8, 16, 32)))
-BACKBONES.add("vgg11_bn", BackboneEntry("VGG11_BN_Weights.IMAGENET1K_V1", _vgg, (8, 16, 32)))
-# torchvision can dilate only MobileNetV3's last stage: stride 16 at best.
-BACKBONES.add("mobilenet_v3_small",
-              BackboneEntry("MobileNet_V3_Small_Weights.IMAGENET1K_V1", _mobilenet, (16, 32)))
+BACKBONES.add("resnet18", BackboneEntry("ResNet18_Weights.IMAGENET1K_V1", _resnet))
+BACKBONES.add("resnet50", BackboneEntry("ResNet50_Weights.IMAGENET1K_V1", _resnet))
+BACKBONES.add("vgg11_bn", BackboneEntry("VGG11_BN_Weights.IMAGENET1K_V1", _vgg))
+BACKBONES.add("mobilenet_v3_small", BackboneEntry("MobileNet_V3_Small_Weights.IMAGENET1K_V1", _mobilenet))
 
 
 def build_backbone(name: str, output_stride: int = 16, pretrained: bool = False,
                    where: str = "backbone") -> tuple[nn.Module, int]:
     entry = BACKBONES.get(name, f"{where}.backbone")
-    if output_stride not in entry.output_strides:
+    if output_stride not in BACKBONE_STRIDES[name]:
         raise ConfigError(f"{where}.output_stride: {output_stride} not available for {name}; "
-                          f"valid: {', '.join(map(str, entry.output_strides))}")
+                          f"valid: {', '.join(map(str, BACKBONE_STRIDES[name]))}")
     extra = {"dilated": output_stride == 16} if name.startswith("mobilenet") else {}
     net = getattr(torchvision_models(), name)(weights=None, **extra)
     if pretrained:

@@ -5,16 +5,12 @@ studies ask for; everything else (backbone, output stride, classifier) stays the
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from ..schema import option
-from .backbones import BACKBONES, build_backbone
+from .backbones import build_backbone
+from .options import DeepLabV3Options
 from .registry import register_model
 
 
@@ -54,22 +50,6 @@ class DeepLabV3(nn.Module):
         return {"out": F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)}
 
 
-@dataclass(frozen=True)
-class DeepLabV3Options:
-    backbone: str = option("resnet18", choices=lambda: BACKBONES.names())
-    aspp: bool = True
-    output_stride: int = option(16, choices=(8, 16, 32))
-    head_channels: int = option(256, min=1)
-    atrous_rates: Optional[tuple[int, int, int]] = option(None, min=1)  # None: (6,12,18) at OS 16, doubled at OS 8
-    pretrained: bool = False
-
-    def __post_init__(self) -> None:
-        allowed = BACKBONES.get(self.backbone).output_strides
-        if self.output_stride not in allowed:
-            raise ConfigError(f"output_stride: {self.output_stride} not available for backbone {self.backbone}; "
-                              f"valid: {', '.join(map(str, allowed))}")
-
-
 @register_model("deeplabv3", DeepLabV3Options)
 def build_deeplabv3(num_classes: int, opts: DeepLabV3Options) -> nn.Module:
     backbone, channels = build_backbone(opts.backbone, opts.output_stride, opts.pretrained, where="deeplabv3")
@@ -78,4 +58,9 @@ def build_deeplabv3(num_classes: int, opts: DeepLabV3Options) -> nn.Module:
         head = ASPPHead(channels, opts.head_channels, num_classes, rates)
     else:
         head = PlainHead(channels, opts.head_channels, num_classes)
-    return DeepLabV3(backbone, head)
+    model = DeepLabV3(backbone, head)
+    if opts.bn_momentum is not None:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = opts.bn_momentum
+    return model

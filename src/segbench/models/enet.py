@@ -27,13 +27,12 @@ and a bias-free 3x3 final transposed conv.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .common import pad_to_multiple
+from .options import ENetOptions
 from .registry import register_model
 
 
@@ -153,11 +152,6 @@ class ENet(nn.Module):
         y = self.stage4(self.up4(y, indices2))
         y = self.stage5(self.up5(y, indices1))
         return {"out": self.fullconv(y, output_size=x.shape[-2:])[..., :h, :w]}
-
-
-@dataclass(frozen=True)
-class ENetOptions:
-    """ENet has no options: the paper fixes every width and rate."""
 
 
 @register_model("enet", ENetOptions)

@@ -22,12 +22,11 @@ to each branch separately, so its running statistics average over the three scal
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from .common import pad_to_multiple
+from .options import ESNetOptions
 from .registry import register_model
 
 
@@ -107,11 +106,6 @@ class ESNet(nn.Module):
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, 8)  # three exact halvings, mirrored by three exact doublings
         return {"out": self.decoder(self.encoder(x))[..., :h, :w]}
-
-
-@dataclass(frozen=True)
-class ESNetOptions:
-    """ESNet has no options: the paper fixes every width, kernel and dilation."""
 
 
 @register_model("esnet", ESNetOptions)

@@ -8,13 +8,11 @@ skips contribute (fine boundaries, small objects).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from ..schema import option
 from .common import pad_to_multiple
+from .options import BaseConvOptions
 from .registry import register_model
 from .unet import DoubleConv
 
@@ -42,11 +40,6 @@ class BaseConv(nn.Module):
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, 16)  # four exact halvings, undone by four exact doublings
         return {"out": self.head(self.decoder(self.encoder(x)))[..., :h, :w]}
-
-
-@dataclass(frozen=True)
-class BaseConvOptions:
-    base_channels: int = option(32, min=1)
 
 
 @register_model("fcn_baseline", BaseConvOptions)

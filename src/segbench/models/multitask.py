@@ -19,14 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import DataError
-from ..schema import option
-
-DEPTH_DECODERS = ("separate", "shared")
-
-
-def depth_decoder_option() -> Any:
-    """The `depth_decoder` field of a depth-capable model's options (read only under seg_depth)."""
-    return option("separate", choices=DEPTH_DECODERS)
+from .options import DEPTH_DECODERS
 
 
 class DepthHead(nn.Module):

@@ -12,14 +12,13 @@ stepping an optimiser. `forward` resizes the grid to the input's H x W.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DataError
-from ..schema import option
+from .options import PriorOptions
 from .registry import register_model
 
 
@@ -58,11 +57,6 @@ class PriorBaseline(nn.Module):
         """Log-prior logits (N, num_classes, H, W) for x's N, H and W; x's pixels are unused."""
         prior = F.interpolate(self.log_prior[None], size=x.shape[-2:], mode="bilinear", align_corners=False)
         return {"out": prior.expand(x.shape[0], -1, -1, -1).contiguous()}
-
-
-@dataclass(frozen=True)
-class PriorOptions:
-    grid_size: tuple[int, int] = option((64, 64), min=1)
 
 
 @register_model("prior_baseline", PriorOptions)

@@ -1,18 +1,22 @@
-"""The model registry, a leaf: every model module imports it and registers its builder.
+"""The model registry, a torch-free leaf: architectures are declared here and built elsewhere.
 
-An architecture is a name, an options dataclass, a builder and the tasks it can be built for.
-A builder is `fn(num_classes, options) -> nn.Module` (plus `task` when registered for several);
-the model it returns maps
-(N, 3, H, W) images to named outputs, `{"out": N x C x H x W logits}` plus, for task
-seg_depth, `"depth": N x 1 x H x W` metres (torchvision's segmentation models use the same
-dict). Nothing here imports a model module, the config or the task objects.
+An architecture is a name, an options dataclass, the tasks it can be built for and a builder
+`fn(num_classes, options) -> nn.Module` (plus `task` when registered for several); the model
+it returns maps (N, 3, H, W) images to named outputs, `{"out": N x C x H x W logits}` plus,
+for task seg_depth, `"depth": N x 1 x H x W` metres (torchvision's segmentation models use the
+same dict).
+
+Built-in architectures are *declared* in `options` (name, options, tasks and the module that
+builds them: no torch), and their module is imported on the first build, where
+`register_model` attaches the builder. An architecture defined at run time (a plugin, a test)
+calls `register_model` with its options and is declared and built at once. Nothing here
+imports a model module, torch, the config or the task objects.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
-
-from torch import nn
+from typing import Any, Callable, Optional
 
 from ..errors import ConfigError
 from ..registry import Registry
@@ -23,23 +27,52 @@ SEGMENTATION = ("segmentation",)
 
 @dataclass(frozen=True)
 class ModelEntry:
-    build: Callable[..., nn.Module]  # (num_classes, options[, task]) -> nn.Module
+    build: Optional[Callable[..., Any]]  # (num_classes, options[, task]) -> nn.Module; None until `module` is imported
     options: type
     tasks: tuple[str, ...] = SEGMENTATION  # the tasks this architecture has heads for
+    module: Optional[str] = None  # a declared architecture's building module, relative to segbench.models
 
 
 MODELS: Registry[ModelEntry] = Registry("model arch")
+_BUILDERS: dict[str, Callable[..., Any]] = {}
+
+
+def declare_model(name: str, options: type, module: str, tasks: tuple[str, ...] = SEGMENTATION) -> None:
+    """Declare a built-in architecture without importing the module that builds it."""
+    MODELS.add(name, ModelEntry(build=None, options=options, tasks=tuple(tasks), module=module))
 
 
 def register_model(name: str, options: type, tasks: tuple[str, ...] = SEGMENTATION) -> Callable:
     """Decorator for a builder `fn(num_classes, options) -> nn.Module`; an architecture registered
-    for several tasks gets the task too: `fn(num_classes, options, task) -> nn.Module`."""
+    for several tasks gets the task too: `fn(num_classes, options, task) -> nn.Module`. A declared
+    architecture must be registered with the options and tasks it was declared with."""
 
-    def add(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        MODELS.add(name, ModelEntry(build=build, options=options, tasks=tuple(tasks)))
+    def add(build: Callable[..., Any]) -> Callable[..., Any]:
+        if name in MODELS and MODELS.get(name).build is None:
+            declared = MODELS.get(name)
+            if declared.options is not options or declared.tasks != tuple(tasks):
+                raise RuntimeError(f"model arch {name!r}: registered with options {options.__name__} and tasks "
+                                   f"{tuple(tasks)}, declared with {declared.options.__name__} and {declared.tasks}")
+            if name in _BUILDERS:
+                raise RuntimeError(f"model arch {name!r} registered twice")
+            _BUILDERS[name] = build
+        else:
+            MODELS.add(name, ModelEntry(build=build, options=options, tasks=tuple(tasks)))
         return build
 
     return add
+
+
+def builder(arch: str) -> Callable[..., Any]:
+    """The builder of `arch`, importing its module on first use."""
+    entry = MODELS.get(arch)
+    if entry.build is not None:
+        return entry.build
+    if arch not in _BUILDERS:
+        importlib.import_module(entry.module, __package__)
+    if arch not in _BUILDERS:
+        raise RuntimeError(f"model arch {arch!r}: segbench.models{entry.module} registers no builder for it")
+    return _BUILDERS[arch]
 
 
 def known_tasks() -> list[str]:

@@ -15,19 +15,17 @@ second `ResNetDecoder` (`depth_decoder: separate`) or the segmentation decoder's
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..schema import option
 from .backbones import load_local_weights, torchvision_models
-from .multitask import depth_branch, depth_decoder_option
+from .multitask import depth_branch
+from .options import ResNetUNetOptions
 from .registry import register_model
 
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
-# encoder option -> (torchvision.models constructor, ImageNet weights for `pretrained`), by name
+# encoder option (options.RESNET_UNET_ENCODERS) -> (torchvision.models constructor, ImageNet weights for `pretrained`)
 ENCODERS = {
     "resnet18": ("resnet18", "ResNet18_Weights.IMAGENET1K_V1"),
     "resnet34": ("resnet34", "ResNet34_Weights.IMAGENET1K_V1"),
@@ -109,14 +107,6 @@ class ResNetUNet(nn.Module):
         if self.depth is None:
             return {"out": logits}
         return {"out": logits, "depth": self.depth(y, features, x.shape[-2:])}
-
-
-@dataclass(frozen=True)
-class ResNetUNetOptions:
-    encoder: str = option("resnet18", choices=tuple(ENCODERS))
-    skips: bool = True
-    pretrained: bool = False
-    depth_decoder: str = depth_decoder_option()
 
 
 @register_model("resnet_unet", ResNetUNetOptions, tasks=("segmentation", "seg_depth"))

@@ -6,11 +6,10 @@ numbers compare with published ones. torchvision returns a dict ``{"out": logits
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from .options import TorchvisionOptions
 from .registry import register_model
 
 
@@ -24,11 +23,6 @@ class OutOnly(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"out": self.model(x)["out"]}
-
-
-@dataclass(frozen=True)
-class TorchvisionOptions:
-    """No options: the point of these rows is torchvision's model exactly as shipped."""
 
 
 def _register(arch: str) -> None:

@@ -5,15 +5,13 @@ Under task seg_depth a depth branch (see `multitask`) reads the encoder's skips 
 second up path (`depth_decoder: separate`) or the segmentation decoder's output (`shared`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..schema import option
 from .common import UpPath
-from .multitask import depth_branch, depth_decoder_option
+from .multitask import depth_branch
+from .options import UNetOptions
 from .registry import register_model
 
 
@@ -74,13 +72,6 @@ class UNet(nn.Module):
         if self.depth is None:
             return {"out": logits}
         return {"out": logits, "depth": self.depth(y, skips)[..., :h, :w]}
-
-
-@dataclass(frozen=True)
-class UNetOptions:
-    base_channels: int = option(32, min=1)
-    bilinear: bool = False
-    depth_decoder: str = depth_decoder_option()
 
 
 @register_model("unet", UNetOptions, tasks=("segmentation", "seg_depth"))

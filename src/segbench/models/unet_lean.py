@@ -17,15 +17,13 @@ second up path (`depth_decoder: separate`) or the segmentation decoder's output 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..schema import option
 from .common import UpPath
-from .multitask import depth_branch, depth_decoder_option
+from .multitask import depth_branch
+from .options import LeanUNetOptions
 from .registry import register_model
 
 
@@ -82,12 +80,6 @@ class LeanUNet(nn.Module):
         y = self.ups(skips)
         logits = self.head(y)
         return {"out": logits} if self.depth is None else {"out": logits, "depth": self.depth(y, skips)}
-
-
-@dataclass(frozen=True)
-class LeanUNetOptions:
-    base_channels: int = option(24, min=1)
-    depth_decoder: str = depth_decoder_option()
 
 
 @register_model("unet_lean", LeanUNetOptions, tasks=("segmentation", "seg_depth"))
