@@ -2,8 +2,8 @@
 
 Each stage process first starts Python, validates params.yaml and imports what its command uses.
 The script measures exactly that in fresh subprocesses (the minimum of `--repeats` runs), for this
-checkout and, with `--before REV`, for another revision checked out into a temporary worktree. Both
-run side by side in one run. Then it sums the start-up over the default run's stage processes.
+checkout and, with `--before REV`, for another revision checked out into a temporary worktree,
+alternating between the two run by run. Then it sums the start-up over the default run's stage processes.
 
     python benchmarks/bench_startup.py [--before a9ccd68] [--repeats 5]
 
@@ -36,25 +36,31 @@ FLOOR = "import torch"
 PROCESSES = {"download": 1, "preprocess": 1, "train": 21, "evaluate": 21, "aggregate": 7, "profile": 7, "plot": 1}
 
 
-def time_code(code: str, root: Path, repeats: int) -> float:
-    """In a checkout `root`: its src/ and its own params.yaml."""
+def run_once(code: str, root: Path) -> float:
+    """Seconds for one fresh interpreter in a checkout `root` (its src/ and its own params.yaml)."""
     env = dict(os.environ, PYTHONPATH=str(root / "src"))
-    best = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=True, capture_output=True)
-        best.append(time.perf_counter() - started)
-    return min(best)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=True, capture_output=True)
+    return time.perf_counter() - started
 
 
 def stage_code(imports: str) -> str:
     return f"{imports}\nfrom segbench.config import load_params\nload_params('params.yaml')"
 
 
-def measure(root: Path, repeats: int) -> dict[str, float]:
-    out = {name: time_code(stage_code(imports), root, repeats) for name, imports in STAGES.items()}
-    out["bare python"] = time_code("pass", root, repeats)
-    out["import torch (the floor of a torch stage)"] = time_code(FLOOR, root, repeats)
+def measure(roots: dict[str, Path], repeats: int) -> dict[str, dict[str, float]]:
+    """The minimum over `repeats` per code and checkout; the checkouts alternate run by run, so a
+    drift of the machine's speed hits both alike."""
+    codes = {name: stage_code(imports) for name, imports in STAGES.items()}
+    codes["bare python"] = "pass"
+    codes["import torch (the floor of a torch stage)"] = FLOOR
+    out: dict[str, dict[str, float]] = {label: {} for label in roots}
+    for key, code in codes.items():
+        for label in roots:
+            out[label][key] = float("inf")
+        for _ in range(repeats):
+            for label, root in roots.items():
+                out[label][key] = min(out[label][key], run_once(code, root))
     return out
 
 
@@ -63,13 +69,14 @@ def main() -> None:
     parser.add_argument("--before", help="a git revision to compare with (checked out into a temporary worktree)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    columns = {"now": measure(REPO, args.repeats)}
-    if args.before:
+    if not args.before:
+        columns = measure({"now": REPO}, args.repeats)
+    else:
         with tempfile.TemporaryDirectory() as tmp:
             tree = Path(tmp) / "before"
             subprocess.run(["git", "worktree", "add", "-q", "--detach", str(tree), args.before], cwd=REPO, check=True)
             try:
-                columns[args.before] = measure(tree, args.repeats)
+                columns = measure({"now": REPO, args.before: tree}, args.repeats)
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=True)
     names = list(columns)
