@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .io import atomic_path
+
+if TYPE_CHECKING:  # evaluate saves its figures through `save` and must not pay pandas' import (~0.5 s)
+    import pandas as pd
 
 LOG_RANGE = 10.0  # a log axis when the positive values span more than this factor
 
@@ -52,7 +55,7 @@ def tradeoff_figure(table: pd.DataFrame, axis, colours: dict[str, tuple]):
     valid = table.dropna(subset=[axis.column, "miou"])
     fig = Figure(figsize=(6.4 * len(settings) + 1.8, 4.8), layout="constrained")
     axes = fig.subplots(1, len(settings), squeeze=False)[0]
-    flagged = sorted({f for flags in valid.get("flag", pd.Series(dtype=str)).fillna("") for f in flags.split(", ") if f})
+    flagged = sorted({f for flags in (valid["flag"].fillna("") if "flag" in valid else ()) for f in flags.split(", ") if f})
     fig.suptitle(axis.title + (f"\n⚠ crossed timings are not comparable ({' / '.join(flagged)}: see the summary)"
                                if flagged else ""))
     if valid.empty:
