@@ -90,15 +90,13 @@ def compare_scores(per_image: dict[str, dict[str, np.ndarray]], resamples: int =
         sign = 1.0 if rule.higher_is_better else -1.0
         best = models[int(np.nanargmax(sign * means))] if np.any(~np.isnan(means)) else models[0]
         b = models.index(best)
-        vs_best = {m: compare(full[i], full[b], boot[i], boot[b]) if i != b else Comparison(0.0, 0.0, 0.0, 0.0, math.inf,
-                                                                                          (len(full[b]),) * 2)
+        pairs = {(j, i): compare(full[j], full[i], boot[j], boot[i])  # model j - model i, every ordered pair
+                 for j in range(len(models)) for i in range(len(models)) if i != j}
+        vs_best = {m: pairs[i, b] if i != b else Comparison(0.0, 0.0, 0.0, 0.0, math.inf, (len(full[b]),) * 2)
                    for i, m in enumerate(models)}
         better = np.zeros((len(models), len(models)), bool)
-        for j in range(len(models)):
-            for i in range(len(models)):
-                if i != j:
-                    c = compare(full[j], full[i], boot[j], boot[i])
-                    better[j, i] = c.significant and sign * c.diff > 0
+        for (j, i), c in pairs.items():
+            better[j, i] = c.significant and sign * c.diff > 0
         results[rule.name] = ScoreComparison(rule, models, means, [len(f) for f in full], best, vs_best, better)
     return results
 
