@@ -126,7 +126,7 @@ def test_summary_names_the_fastest_backend_that_agrees(tmp_path):
 
 
 def test_every_configurable_backend_has_an_implementation():
-    assert set(backends._BUILDERS) == set(backends.BACKENDS) == set(backends.KEY_TAGS)
+    assert set(backends._BUILDERS) == set(backends.BACKENDS) == set(keys.BACKEND_TAGS)
 
 
 def test_a_model_that_ignores_its_input_runs_on_onnxruntime():

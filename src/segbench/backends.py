@@ -27,15 +27,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .config import PROFILE_BACKENDS
 from .errors import first_line
+from .keys import BACKEND_TAGS
 from .runtime import native_bf16
 
-BACKENDS = PROFILE_BACKENDS  # every name profile.backends accepts; each has a builder below
-# how each backend's keys are named in profile.json: latency_cpu[_<tag>][_<H>x<W>]_ms
-KEY_TAGS = {"eager": "", "eager_bf16": "bf16", "compile": "compile", "onnxruntime": "onnxruntime"}
-# argmax agreement with eager fp32 an fp32 backend is expected to reach (bf16 rounds: reported only)
-FP32_AGREEMENT = 0.999
+BACKENDS = tuple(BACKEND_TAGS)  # every name profile.backends accepts; each has a builder below (key names: segbench.keys)
 
 
 class BackendUnavailable(Exception):

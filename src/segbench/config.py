@@ -26,7 +26,7 @@ def _source_names() -> list[str]:
 
 # profile.backends' values; segbench.backends implements each (named here so validating params
 # does not import the runtimes)
-PROFILE_BACKENDS = ("eager", "eager_bf16", "compile", "onnxruntime")
+PROFILE_BACKENDS = tuple(BACKEND_TAGS)  # segbench.keys names each one's keys
 
 
 def _loss_names() -> list[str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from .checkpoint import resume_path_for, run_fingerprint, save_checkpoint
 from .config import AugmentConfig, ModelSpec, TrainConfig
 from .data.dataset import SegmentationCache
 from .distributed import DistContext, per_rank_batch
-from .environment import ContentionMonitor, fingerprint
+from .environment import ContentionMonitor, fingerprint, peak_rss_mb
 from .errors import SegbenchError, TrainingError
 from .evaluate import run_evaluation
 from .io import write_json
@@ -112,7 +111,7 @@ def train(spec: ModelSpec, cache_dir: Path, *, seed: int, log_dir: Path | None =
     wall = progress.elapsed or time.perf_counter() - started
     metrics = train_metrics(run.task, progress, wall, run.device, dist)
     metrics["amp"] = run.precision.name  # what ran: `amp: auto` resolves per machine
-    metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    metrics["peak_rss_mb"] = peak_rss_mb()
     if run.device.type == "cuda":
         metrics["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated(run.device) / 2**20
     if trainable:

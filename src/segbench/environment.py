@@ -120,6 +120,13 @@ def _gpu_name() -> str | None:
     return out.splitlines()[0].strip() if out.strip() else None
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (ru_maxrss is KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def usable_cpus() -> list[int]:
     """The CPUs this process may run on (its affinity), or all of them where that is unknown."""
     try:
@@ -178,6 +185,21 @@ def describe_env(env: dict[str, Any]) -> str:
 
 def is_fingerprint(value: Any) -> bool:
     return isinstance(value, dict) and "cpu" in value and "torch" in value
+
+
+def recorded_fingerprints(env: Any) -> list[dict[str, Any]]:
+    """The fingerprints a metrics file's "env" holds: one, or one per seed ({"per_seed": {seed: env}})
+    when the aggregate stage found the seeds ran in different environments; [] when none is recorded."""
+    if is_fingerprint(env):
+        return [env]
+    if isinstance(env, dict) and isinstance(env.get("per_seed"), dict):
+        return [e for e in env["per_seed"].values() if is_fingerprint(e)]
+    return []
+
+
+def fingerprint_id(env: dict[str, Any]) -> str:
+    """The id a fingerprint carries, or the one its fields give (an older segbench stored none)."""
+    return env.get("id") or environment_id(env)
 
 
 # --- contention ----------------------------------------------------------------------------------

@@ -88,10 +88,10 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode())
 
 
-def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+def save_figure(fig, path: str | os.PathLike, dpi: int) -> None:
+    """A matplotlib Figure as a PNG (the figure object is passed in: io imports no matplotlib)."""
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
+        fig.savefig(tmp, format="png", dpi=dpi)
 
 
 def save_npz(path: str | os.PathLike, **arrays: Any) -> None:

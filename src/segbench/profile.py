@@ -10,7 +10,6 @@ size gets its own (`latency_cpu_750x1000_ms`).
 from __future__ import annotations
 
 import math
-import resource
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -20,15 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backends import KEY_TAGS, BackendUnavailable, agreement, prepare
-from .environment import ContentionMonitor, fingerprint, wait_for_quiet
+from .backends import BackendUnavailable, agreement, prepare
+from .environment import ContentionMonitor, fingerprint, peak_rss_mb, wait_for_quiet
 from .errors import ResourceError, SegbenchError, first_line
 from .io import state_dict_bytes
+from .keys import BACKEND_TAGS, PRECISION_TAGS, LatencyKey, agreement_keys, setup_key, size_tag, throughput_key
 
 # The frame size a course assignment times (H, W); profiled beside the training size by default.
 DEFAULT_EXTRA_SIZE = (750, 1000)
 AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-_AMP_TAGS = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 Clock = Callable[[Callable[[], None]], float]
 
@@ -38,16 +37,16 @@ class Timing:
     times_ms: np.ndarray
     stop_reason: str  # "stable", "time_budget" or "max_runs"
 
-    def summary(self, prefix: str) -> dict:
+    def summary(self, key: LatencyKey) -> dict:
         t = self.times_ms
         return {
-            f"{prefix}_ms": float(np.median(t)),
-            f"{prefix}_p90_ms": float(np.percentile(t, 90)),
-            f"{prefix}_min_ms": float(t.min()),
-            f"{prefix}_std_ms": float(t.std(ddof=1)) if len(t) > 1 else 0.0,
-            f"{prefix}_runs": int(len(t)),
-            f"{prefix}_median_rel_ci": median_rel_ci(t),
-            f"{prefix}_stop_reason": self.stop_reason,
+            key.name: float(np.median(t)),
+            key.stat("p90_ms"): float(np.percentile(t, 90)),
+            key.stat("min_ms"): float(t.min()),
+            key.stat("std_ms"): float(t.std(ddof=1)) if len(t) > 1 else 0.0,
+            key.stat("runs"): int(len(t)),
+            key.stat("median_rel_ci"): median_rel_ci(t),
+            key.stat("stop_reason"): self.stop_reason,
         }
 
 
@@ -120,10 +119,6 @@ def make_input(batch: int, size: tuple[int, int], device: str = "cpu") -> torch.
     return torch.randn(batch, 3, *size).to(device)
 
 
-def size_tag(size: tuple[int, int]) -> str:
-    return f"{size[0]}x{size[1]}"
-
-
 def _forward_or_fail(model: nn.Module, x: torch.Tensor) -> None:
     """One forward pass; a model that cannot take this input is the user's choice of size, not our bug."""
     try:
@@ -157,11 +152,6 @@ def count_flops(model: nn.Module, input_size: tuple[int, int]) -> float:
 def environment() -> dict:
     """The environment fingerprint (segbench.environment) every metrics file records as "env"."""
     return fingerprint()
-
-
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return peak / 1024
 
 
 def resolve_sizes(train_size: tuple[int, int], input_sizes: Optional[Iterable[Sequence[int]]]) -> list[tuple[int, int]]:
@@ -203,19 +193,20 @@ def _time_forward(model: nn.Module, x: torch.Tensor, budget: _Budget, clock: Opt
             return measure(lambda: model(x), clock=clock, **kwargs)
 
 
-def _profile_device(model: nn.Module, sizes: list[tuple[int, int]], batch_size: int, budget: _Budget, tag: str,
+def _profile_device(model: nn.Module, sizes: list[tuple[int, int]], batch_size: int, budget: _Budget, precision: str = "",
                     device: str = "cpu", clock: Optional[Clock] = None, autocast: Optional[torch.dtype] = None) -> dict:
     """Latency at every size (batch 1) and throughput at the first size (batch `batch_size`)."""
     out: dict = {}
     for i, size in enumerate(sizes):
         x = make_input(1, size, device)
         timing = _time_forward(model, x, budget, clock, autocast)
-        out.update(timing.summary(f"latency_{tag}" if i == 0 else f"latency_{tag}_{size_tag(size)}"))
+        out.update(timing.summary(LatencyKey(device, precision, None if i == 0 else size)))
     x = make_input(batch_size, sizes[0], device)
     timing = _time_forward(model, x, budget, clock, autocast)
-    out[f"throughput_{tag}_ips"] = batch_size / (float(np.median(timing.times_ms)) / 1e3)
-    out[f"throughput_{tag}_runs"] = int(len(timing.times_ms))
-    out[f"throughput_{tag}_stop_reason"] = timing.stop_reason
+    throughput = throughput_key("_".join(filter(None, (device, precision))))
+    out[throughput] = batch_size / (float(np.median(timing.times_ms)) / 1e3)
+    out[throughput.replace("_ips", "_runs")] = int(len(timing.times_ms))
+    out[throughput.replace("_ips", "_stop_reason")] = timing.stop_reason
     return out
 
 
@@ -263,8 +254,8 @@ def profile(model: nn.Module, input_size: tuple[int, int], *, input_sizes: Optio
             wait = wait_for_quiet(quiet_wait_s)
             result["quiet_wait_s"], result["started_quiet"] = wait["waited_s"], wait["quiet"]
         with ContentionMonitor() as monitor:
-            result.update(_profile_device(model, sizes, batch_size, budget, "cpu"))
-            result["peak_rss_mb"] = _peak_rss_mb()
+            result.update(_profile_device(model, sizes, batch_size, budget))
+            result["peak_rss_mb"] = peak_rss_mb()
             result.update(profile_backends(model, sizes, budget, [b for b in backends if b != "eager"], used_threads))
             if cuda if cuda is not None else torch.cuda.is_available():
                 result.update(_profile_cuda(model, sizes, batch_size, budget, AMP_DTYPES[amp_dtype]))
@@ -284,10 +275,10 @@ def profile_backends(model: nn.Module, sizes: list[tuple[int, int]], budget: _Bu
     out: dict = {}
     errors: dict[str, str] = {}
     for backend in backends:
-        tag, numbers = KEY_TAGS[backend], {}
+        numbers = {}
         try:
             for i, size in enumerate(sizes):
-                suffix = "" if i == 0 else f"_{size_tag(size)}"
+                key = LatencyKey("cpu", BACKEND_TAGS[backend], None if i == 0 else size)
                 x = make_input(1, size)
                 with torch.inference_mode():
                     reference = model(x)["out"]
@@ -295,10 +286,10 @@ def profile_backends(model: nn.Module, sizes: list[tuple[int, int]], budget: _Bu
                 with torch.inference_mode():
                     agree = agreement(reference, runner.run(x))
                     timing = measure(lambda run=runner.run, x=x: run(x), **budget.kwargs())
-                numbers.update(timing.summary(f"latency_cpu_{tag}{suffix}"))
-                numbers[f"max_abs_diff_cpu_{tag}{suffix}"] = agree["max_abs_diff"]
-                numbers[f"argmax_agreement_cpu_{tag}{suffix}"] = agree["argmax_agreement"]
-                numbers[f"setup_{tag}_s"] = numbers.get(f"setup_{tag}_s", 0.0) + runner.setup_s
+                numbers.update(timing.summary(key))
+                diff_key, agreement_key = agreement_keys(key)
+                numbers[diff_key], numbers[agreement_key] = agree["max_abs_diff"], agree["argmax_agreement"]
+                numbers[setup_key(backend)] = numbers.get(setup_key(backend), 0.0) + runner.setup_s
         except BackendUnavailable as exc:
             errors[backend] = str(exc)
             continue
@@ -317,9 +308,9 @@ def _profile_cuda(model: nn.Module, sizes: list[tuple[int, int]], batch_size: in
     model.to("cuda")
     try:
         torch.cuda.reset_peak_memory_stats()
-        out = _profile_device(model, sizes, batch_size, budget, "cuda", "cuda", _cuda_clock)
+        out = _profile_device(model, sizes, batch_size, budget, "", "cuda", _cuda_clock)
         if amp_dtype is not torch.bfloat16 or torch.cuda.is_bf16_supported():
-            tag = f"cuda_{_AMP_TAGS[amp_dtype]}"
+            tag = PRECISION_TAGS[str(amp_dtype).removeprefix("torch.")]
             out.update(_profile_device(model, sizes, batch_size, budget, tag, "cuda", _cuda_clock, amp_dtype))
         out["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     finally:
