@@ -10,6 +10,7 @@ from fake_run import edit_json, fake_run, run_cli
 from torch import nn
 
 import segbench.backends as backends
+import segbench.keys as keys
 from segbench import profile as prof
 from segbench.config import ProfileConfig
 from segbench.errors import ConfigError

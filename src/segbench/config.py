@@ -15,6 +15,7 @@ import yaml
 
 from . import catalog
 from .errors import ConfigError
+from .keys import BACKEND_TAGS
 from .schema import option, parse
 
 
