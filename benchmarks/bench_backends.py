@@ -16,7 +16,7 @@ import argparse
 
 import torch
 
-from segbench.config import load_params
+from segbench.config import ProfileConfig, load_params
 from segbench.environment import describe_env, fingerprint
 from segbench.models import build_model
 from segbench.profile import profile
@@ -40,8 +40,9 @@ def main() -> None:
         spec = params.model(name)
         torch.manual_seed(0)
         model = build_model(spec.arch, params.data.synthetic.num_classes, **spec.options).eval()
-        result = profile(model, size, input_sizes=[(750, 1000)], batch_size=1, threads=0, warmup=3, min_runs=10,
-                         max_runs=200, time_budget_s=args.time_budget, cuda=False, backends=args.backends)
+        result = profile(model, size, ProfileConfig(
+            input_sizes=((750, 1000),), batch_size=1, threads=0, warmup=3, min_runs=10, max_runs=200,
+            time_budget_s=args.time_budget, device="cpu", quiet_wait_s=0, backends=tuple(args.backends)))
         for suffix, label in (("", f"{size[0]}x{size[1]}"), ("_750x1000", "750x1000")):
             eager = result[f"latency_cpu{suffix}_ms"]
             print(f"{name:<36}{'eager':<13}{label:<10}{eager:>11.2f}{1.0:>9.2f}x")

@@ -12,6 +12,7 @@ Run it on an otherwise idle machine: the quiet runs must be quiet.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import subprocess
@@ -32,9 +33,8 @@ def start_burner() -> int:
 
 
 def run(model, size, cfg, quiet_wait_s: float) -> dict:
-    return profile(model, size, input_sizes=[], batch_size=cfg.batch_size, threads=cfg.threads, warmup=cfg.warmup,
-                   min_runs=cfg.min_runs, max_runs=cfg.max_runs, time_budget_s=cfg.time_budget_s, cuda=False,
-                   quiet_wait_s=quiet_wait_s)
+    return profile(model, size, dataclasses.replace(cfg, input_sizes=(), device="cpu", quiet_wait_s=quiet_wait_s,
+                                               backends=("eager",)))
 
 
 def line(name: str, result: dict) -> str:

@@ -18,6 +18,7 @@ import time
 import torch
 from torch.utils import benchmark
 
+from segbench.config import ProfileConfig
 from segbench.models import build_model
 from segbench.profile import profile
 
@@ -29,8 +30,9 @@ MODELS = {
 
 
 def segbench_median_ms(model: torch.nn.Module, size: tuple[int, int], args) -> float:
-    result = profile(model, size, input_sizes=[], batch_size=1, threads=args.threads, warmup=5, min_runs=20,
-                     max_runs=300, time_budget_s=args.budget, cuda=False)
+    result = profile(model, size, ProfileConfig(input_sizes=(), batch_size=1, threads=args.threads, warmup=5, min_runs=20,
+                                                max_runs=300, time_budget_s=args.budget, device="cpu", quiet_wait_s=0,
+                                                backends=("eager",)))
     return result["latency_cpu_ms"]
 
 

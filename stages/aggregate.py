@@ -1,7 +1,8 @@
-"""DVC stage `aggregate@<model>`: python stages/aggregate.py MODEL (see segbench.cli.cmd_aggregate)."""
+"""DVC stage `aggregate@<model>`: python stages/aggregate.py MODEL (segbench.commands.aggregate)."""
 import sys
 
-from segbench.cli import main
+from segbench.commands import aggregate
+from segbench.commands.common import stage_main
 
 if __name__ == "__main__":
-    sys.exit(main(["aggregate", *sys.argv[1:]]))
+    sys.exit(stage_main(aggregate, sys.argv[1:]))

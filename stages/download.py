@@ -1,7 +1,8 @@
-"""DVC stage `download`: see segbench.cli.cmd_download."""
+"""DVC stage `download`: python stages/download.py (segbench.commands.download)."""
 import sys
 
-from segbench.cli import main
+from segbench.commands import download
+from segbench.commands.common import stage_main
 
 if __name__ == "__main__":
-    sys.exit(main(["download", *sys.argv[1:]]))
+    sys.exit(stage_main(download, sys.argv[1:]))

@@ -1,7 +1,8 @@
-"""DVC stage `evaluate@<model>-<seed>`: python stages/evaluate.py MODEL SEED (see segbench.cli.cmd_evaluate)."""
+"""DVC stage `evaluate@<model>-<seed>`: python stages/evaluate.py MODEL SEED (segbench.commands.evaluate)."""
 import sys
 
-from segbench.cli import main
+from segbench.commands import evaluate
+from segbench.commands.common import stage_main
 
 if __name__ == "__main__":
-    sys.exit(main(["evaluate", *sys.argv[1:]]))
+    sys.exit(stage_main(evaluate, sys.argv[1:]))

@@ -1,7 +1,8 @@
-"""DVC stage `plot`: see segbench.cli.cmd_plot."""
+"""DVC stage `plot`: python stages/plot.py (segbench.commands.plot)."""
 import sys
 
-from segbench.cli import main
+from segbench.commands import plot
+from segbench.commands.common import stage_main
 
 if __name__ == "__main__":
-    sys.exit(main(["plot", *sys.argv[1:]]))
+    sys.exit(stage_main(plot, sys.argv[1:]))

@@ -1,7 +1,8 @@
-"""DVC stage `preprocess`: see segbench.cli.cmd_preprocess."""
+"""DVC stage `preprocess`: python stages/preprocess.py (segbench.commands.preprocess)."""
 import sys
 
-from segbench.cli import main
+from segbench.commands import preprocess
+from segbench.commands.common import stage_main
 
 if __name__ == "__main__":
-    sys.exit(main(["preprocess", *sys.argv[1:]]))
+    sys.exit(stage_main(preprocess, sys.argv[1:]))

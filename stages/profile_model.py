@@ -1,8 +1,9 @@
-"""DVC stage `profile@<model>`: python stages/profile_model.py MODEL (see segbench.cli.cmd_profile).
+"""DVC stage `profile@<model>`: python stages/profile_model.py MODEL (segbench.commands.profile).
 Not profile.py: that name would shadow the standard library's module."""
 import sys
 
-from segbench.cli import main
+from segbench.commands import profile
+from segbench.commands.common import stage_main
 
 if __name__ == "__main__":
-    sys.exit(main(["profile", *sys.argv[1:]]))
+    sys.exit(stage_main(profile, sys.argv[1:]))

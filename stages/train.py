@@ -1,7 +1,8 @@
-"""DVC stage `train@<model>-<seed>`: python stages/train.py MODEL SEED (see segbench.cli.cmd_train)."""
+"""DVC stage `train@<model>-<seed>`: python stages/train.py MODEL SEED (segbench.commands.train)."""
 import sys
 
-from segbench.cli import main
+from segbench.commands import train
+from segbench.commands.common import stage_main
 
 if __name__ == "__main__":
-    sys.exit(main(["train", *sys.argv[1:]]))
+    sys.exit(stage_main(train, sys.argv[1:]))

@@ -16,7 +16,13 @@ from segbench.config import ProfileConfig
 from segbench.errors import ConfigError
 from segbench.schema import parse
 
-FAST = {"warmup": 1, "min_runs": 3, "max_runs": 5, "time_budget_s": 0.3, "cuda": False, "threads": 1, "batch_size": 1}
+FAST = {"warmup": 1, "min_runs": 3, "max_runs": 5, "time_budget_s": 0.3, "device": "cpu", "quiet_wait_s": 0, "threads": 1,
+        "batch_size": 1}
+
+
+def profiled(model, size, **options):
+    """segbench.profile.profile with FAST settings, `options` overriding them."""
+    return prof.profile(model, size, ProfileConfig(**{**FAST, **options}))
 
 
 class TinyNet(nn.Module):
@@ -36,7 +42,7 @@ class SpectralNet(TinyNet):
 
 
 def test_onnxruntime_agrees_with_eager_and_is_timed_at_every_size():
-    result = prof.profile(TinyNet().eval(), (16, 16), input_sizes=[(24, 32)], backends=("eager", "onnxruntime"), **FAST)
+    result = profiled(TinyNet().eval(), (16, 16), input_sizes=[(24, 32)], backends=("eager", "onnxruntime"))
     assert result["backend_errors"] == {}
     for suffix in ("", "_24x32"):
         assert result[f"latency_cpu_onnxruntime{suffix}_ms"] > 0
@@ -47,7 +53,7 @@ def test_onnxruntime_agrees_with_eager_and_is_timed_at_every_size():
 
 
 def test_a_model_onnx_cannot_export_records_the_reason_and_the_stage_goes_on():
-    result = prof.profile(SpectralNet().eval(), (16, 16), input_sizes=[], backends=("eager", "onnxruntime"), **FAST)
+    result = profiled(SpectralNet().eval(), (16, 16), input_sizes=[], backends=("eager", "onnxruntime"))
     reason = result["backend_errors"]["onnxruntime"]
     assert "fft" in reason and "\n" not in reason
     assert not [k for k in result if "onnxruntime" in k and k != "backend_errors"]
@@ -64,7 +70,7 @@ def test_a_perturbed_backend_output_is_caught(monkeypatch):
         return run
 
     monkeypatch.setitem(backends._BUILDERS, "onnxruntime", perturbed)
-    result = prof.profile(TinyNet().eval(), (16, 16), input_sizes=[], backends=("eager", "onnxruntime"), **FAST)
+    result = profiled(TinyNet().eval(), (16, 16), input_sizes=[], backends=("eager", "onnxruntime"))
     assert result["argmax_agreement_cpu_onnxruntime"] < 0.999
     assert result["max_abs_diff_cpu_onnxruntime"] > 0.01
     reference = torch.randn(1, 3, 4, 4)
@@ -78,7 +84,7 @@ def test_only_the_listed_backends_run(monkeypatch):
     called = []
     for name in ("eager_bf16", "compile", "onnxruntime"):
         monkeypatch.setitem(backends._BUILDERS, name, lambda *a, name=name: called.append(name))
-    result = prof.profile(TinyNet().eval(), (16, 16), input_sizes=[], backends=("eager",), **FAST)
+    result = profiled(TinyNet().eval(), (16, 16), input_sizes=[], backends=("eager",))
     assert called == [] and "backend_errors" not in result
     assert not [k for k in result if any(t in k for t in ("onnxruntime", "compile", "bf16"))]
 
@@ -87,10 +93,10 @@ def test_eager_bf16_runs_only_on_a_cpu_with_native_bf16(monkeypatch):
     import segbench.runtime as runtime
 
     monkeypatch.setattr(runtime, "cpu_features", lambda: ["avx2", "fma"])
-    result = prof.profile(TinyNet().eval(), (16, 16), input_sizes=[], backends=("eager", "eager_bf16"), **FAST)
+    result = profiled(TinyNet().eval(), (16, 16), input_sizes=[], backends=("eager", "eager_bf16"))
     assert "no native bf16" in result["backend_errors"]["eager_bf16"] and "latency_cpu_bf16_ms" not in result
     monkeypatch.setattr(runtime, "cpu_features", lambda: ["amx_bf16"])
-    result = prof.profile(TinyNet().eval(), (16, 16), input_sizes=[], backends=("eager", "eager_bf16"), **FAST)
+    result = profiled(TinyNet().eval(), (16, 16), input_sizes=[], backends=("eager", "eager_bf16"))
     assert result["latency_cpu_bf16_ms"] > 0 and result["argmax_agreement_cpu_bf16"] > 0.5
 
 
@@ -135,5 +141,5 @@ def test_a_model_that_ignores_its_input_runs_on_onnxruntime():
     from segbench.models import build_model
 
     prior = build_model("prior_baseline", 3).eval()
-    result = prof.profile(prior, (16, 16), input_sizes=[], backends=("eager", "onnxruntime"), **FAST)
+    result = profiled(prior, (16, 16), input_sizes=[], backends=("eager", "onnxruntime"))
     assert result["backend_errors"] == {} and result["argmax_agreement_cpu_onnxruntime"] == 1.0

@@ -109,11 +109,24 @@ def test_plot_matches_paths():
     assert shown <= posix(*paths.report_files())
 
 
-# --- deps: every module a stage imports ----------------------------------------------------------------
+# --- deps: exactly the modules a stage imports ---------------------------------------------------------
+
+# Modules that import others by name at run time (importlib), and the package whose modules they may load:
+# a stage that loads one depends on that whole package (a folder dep).
+DYNAMIC = {"segbench.models.registry": "segbench.models"}
+
 
 def module_file(name: str) -> Path | None:
     base = SRC.joinpath(*name.split("."))
     return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
+def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of a module except what sits under `if TYPE_CHECKING:` (imports for annotations only,
+    never run)."""
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+               for body in node.body for n in ast.walk(body)}
+    return [node for node in ast.walk(tree) if id(node) not in skipped]
 
 
 def imported(nodes, package: str) -> set[str]:
@@ -131,25 +144,14 @@ def imported(nodes, package: str) -> set[str]:
     return {name for name in found if name.split(".")[0] == "segbench" and module_file(name)}
 
 
-def cli_nodes(command: str) -> list[ast.AST]:
-    """cli.py as stage `command` runs it: module level, plus main, cmd_<command> and the cli
-    functions they call (the per-command imports are lazy, inside those functions)."""
-    tree = ast.parse(module_file("segbench.cli").read_text())
-    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
-    roots = [node for node in tree.body if not isinstance(node, ast.FunctionDef)]
-    todo, seen = ["main", f"cmd_{command}"], set()
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            roots.append(functions[name])
-            todo += [call.func.id for call in ast.walk(functions[name]) if isinstance(call, ast.Call)
-                     and isinstance(call.func, ast.Name) and call.func.id in functions]
-    return [node for root in roots for node in ast.walk(root)]
+def package_modules(package: str) -> set[str]:
+    folder = module_file(package).parent
+    return {".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__") for p in folder.rglob("*.py")}
 
 
-def import_closure(script: Path, command: str) -> set[str]:
-    """Repository-relative files that running stage script `script` loads from src/segbench."""
+def import_closure(script: Path) -> set[str]:
+    """Repository-relative files that running stage script `script` loads from src/segbench (lazy
+    imports inside functions included: some call of the stage may run them)."""
     todo, seen = list(imported(ast.walk(ast.parse(script.read_text())), "")), set()
     while todo:
         name = todo.pop()
@@ -157,34 +159,64 @@ def import_closure(script: Path, command: str) -> set[str]:
             continue
         seen.add(name)
         path = module_file(name)
-        nodes = cli_nodes(command) if name == "segbench.cli" else ast.walk(ast.parse(path.read_text()))
-        todo += imported(nodes, name if path.name == "__init__.py" else name.rpartition(".")[0])
+        todo += imported(runtime_nodes(ast.parse(path.read_text())), name if path.name == "__init__.py" else
+                         name.rpartition(".")[0])
+        todo += package_modules(DYNAMIC[name]) if name in DYNAMIC else []
     return {module_file(name).relative_to(REPO).as_posix() for name in seen}
 
 
-def uncovered(files: set[str], deps: set[str]) -> list[str]:
-    """Files no dep names, itself or as a folder above it."""
-    return sorted(f for f in files if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps))
+def code_deps(spec: dict) -> set[str]:
+    return {d for d in declared(spec, "deps") if d.startswith(("src/", "stages/"))}
 
 
-def test_deps_cover_imported_modules():
-    missing = {}
+def expand(deps: set[str]) -> set[str]:
+    """The Python files the deps name: a file itself, a folder every .py file below it."""
+    files = set()
+    for dep in deps:
+        path = REPO / dep
+        files |= {p.relative_to(REPO).as_posix() for p in path.rglob("*.py")} if path.is_dir() else {dep}
+    return files
+
+
+def dep_gaps(name: str) -> tuple[list[str], list[str]]:
+    """(files the stage loads that no dep names, files the deps name that the stage never loads)."""
+    spec = stage(name)
+    script = spec["cmd"].split()[1]  # python stages/<x>.py [model [seed]]
+    loaded = import_closure(REPO / script) | {script}
+    named = expand(code_deps(spec))
+    return sorted(loaded - named), sorted(named - loaded)
+
+
+def test_code_deps_are_exactly_the_modules_each_stage_imports():
+    wrong = {name: gaps for name in STAGES if any(gaps := dep_gaps(name))}
+    assert not wrong, "dvc.yaml code deps differ from what their stage imports:\n" + "\n".join(
+        f"  {name}: missing {missing or '-'}; extra {extra or '-'}" for name, (missing, extra) in wrong.items())
+
+
+def test_a_stage_depends_on_its_own_command_only():
     for name in STAGES:
-        spec = stage(name)
-        script = spec["cmd"].split()[1]  # python stages/<x>.py [model [seed]]
-        files = import_closure(REPO / script, command=name) | {script}
-        if gaps := uncovered(files, declared(spec, "deps")):
-            missing[name] = gaps
-    assert not missing, "dvc.yaml deps miss modules their stage imports:\n" + "\n".join(
-        f"  {name}: {', '.join(files)}" for name, files in missing.items())
+        commands = {d for d in code_deps(stage(name)) if d.startswith("src/segbench/commands/")}
+        own = {"src/segbench/commands/__init__.py", "src/segbench/commands/common.py"}
+        assert len(commands - own) == 1, (name, sorted(commands))
+        assert "src/segbench/cli.py" not in code_deps(stage(name)), name
 
 
-@pytest.mark.parametrize("files, deps, gaps", [
-    ({"src/segbench/models/unet.py"}, {"src/segbench/models"}, []),
-    ({"src/segbench/models_extra.py"}, {"src/segbench/models"}, ["src/segbench/models_extra.py"]),
+def test_the_closure_sees_lazy_imports_and_skips_annotation_only_ones(tmp_path):
+    script = tmp_path / "stage.py"
+    script.write_text("from segbench.commands import evaluate\n")
+    loaded = import_closure(script)
+    assert "src/segbench/evaluate.py" in loaded  # imported inside run()
+    assert "src/segbench/models/unet.py" in loaded  # loaded by name through the model registry
+    script.write_text("from segbench.commands import aggregate\n")
+    assert "src/segbench/evaluate.py" not in import_closure(script)  # model_figures names it for type checking only
+
+
+@pytest.mark.parametrize("deps, files", [
+    ({"src/segbench/models"}, {"src/segbench/models/unet.py", "src/segbench/models/options.py"}),
+    ({"src/segbench/io.py"}, {"src/segbench/io.py"}),
 ])
-def test_a_folder_dep_covers_only_files_below_it(files, deps, gaps):
-    assert uncovered(files, deps) == gaps
+def test_a_folder_dep_names_every_module_below_it(deps, files):
+    assert files <= expand(deps)
 
 
 # --- import cycles -------------------------------------------------------------------------------

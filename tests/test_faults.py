@@ -31,6 +31,7 @@ import segbench.cli as cli
 import segbench.fsutil as fsutil
 import segbench.io as sio
 from segbench import paths
+from segbench.commands.common import run_command
 from segbench.errors import OutputError, ResourceError, TrainingError, explain
 
 # --- a full disk -----------------------------------------------------------------------------
@@ -278,7 +279,7 @@ def test_cuda_out_of_memory_while_profiling_says_what_to_lower():
         assert needle in str(info.value) and "CUDA out of memory" in str(info.value)
 
 
-CLI_EXPLAINS = "explain" in inspect.getsource(cli.main)
+CLI_EXPLAINS = "explain" in inspect.getsource(run_command)
 CRASHING_WORKER = textwrap.dedent("""
     import os, signal, sys
     import torch.utils.data
@@ -295,7 +296,7 @@ CRASHING_WORKER = textwrap.dedent("""
 
 
 @pytest.mark.xfail(not CLI_EXPLAINS, strict=True,
-                   reason="needs cli.main to turn machine failures into one line via segbench.errors.explain")
+                   reason="needs run_command to turn machine failures into one line via segbench.errors.explain")
 def test_a_killed_dataloader_worker_is_one_line_and_no_hang(prepared, tmp_path):
     root = tmp_path / "bench"
     root.mkdir()

@@ -14,7 +14,13 @@ from segbench.config import ProfileConfig
 from segbench.errors import ConfigError, SegbenchError
 from segbench.schema import parse
 
-FAST = {"warmup": 1, "min_runs": 5, "max_runs": 10, "time_budget_s": 0.3, "cuda": False}
+FAST = {"warmup": 1, "min_runs": 5, "max_runs": 10, "time_budget_s": 0.3, "device": "cpu", "quiet_wait_s": 0,
+        "backends": ("eager",)}
+
+
+def profiled(model, size, **options):
+    """segbench.profile.profile with FAST settings, `options` overriding them."""
+    return prof.profile(model, size, ProfileConfig(**{**FAST, **options}))
 
 
 class Sleeper(nn.Module):
@@ -46,8 +52,8 @@ def test_latency_is_the_forward_pass_not_the_input_creation(monkeypatch):
         return real_make_input(*args, **kwargs)
 
     monkeypatch.setattr(prof, "make_input", slow_make_input)
-    result = prof.profile(Sleeper(0.005), (16, 16), input_sizes=[], batch_size=2, warmup=1, min_runs=10,
-                          max_runs=40, time_budget_s=2.0, cuda=False)
+    result = profiled(Sleeper(0.005), (16, 16), input_sizes=[], batch_size=2, warmup=1, min_runs=10,
+                          max_runs=40, time_budget_s=2.0, device="cpu", quiet_wait_s=0)
     assert made, "inputs must come from make_input"
     assert 5.0 <= result["latency_cpu_ms"] <= 7.0
     assert result["latency_cpu_min_ms"] >= 5.0
@@ -58,8 +64,8 @@ def test_keys_per_size_threads_and_no_cuda_keys_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     before = torch.get_num_threads()
     model = nn.Conv2d(3, 4, 3, padding=1)
-    result = prof.profile(model, (16, 16), input_sizes=[(24, 40), (16, 16)], batch_size=3, threads=1,
-                          **{**FAST, "cuda": None})
+    result = profiled(model, (16, 16), input_sizes=[(24, 40), (16, 16)], batch_size=3, threads=1,
+                          device="auto")
     assert result["threads"] == 1 and torch.get_num_threads() == before
     for key in ("latency_cpu_ms", "latency_cpu_p90_ms", "latency_cpu_runs", "latency_cpu_stop_reason",
                 "latency_cpu_24x40_ms", "latency_cpu_24x40_p90_ms", "latency_cpu_24x40_runs",
@@ -73,7 +79,7 @@ def test_keys_per_size_threads_and_no_cuda_keys_without_cuda(monkeypatch):
 
 
 def test_threads_zero_records_torch_default():
-    result = prof.profile(nn.Conv2d(3, 2, 1), (8, 8), input_sizes=[], batch_size=1, threads=0, **FAST)
+    result = profiled(nn.Conv2d(3, 2, 1), (8, 8), input_sizes=[], batch_size=1, threads=0)
     assert result["threads"] == torch.get_num_threads()
 
 
@@ -98,7 +104,7 @@ def test_size_mb_is_the_saved_state_dict_file(tmp_path):
     path = tmp_path / "weights.pt"
     with open(path, "wb") as fh:
         torch.save(model.state_dict(), fh)
-    result = prof.profile(model, (16, 16), input_sizes=[], batch_size=1, **FAST)
+    result = profiled(model, (16, 16), input_sizes=[], batch_size=1)
     assert result["size_mb"] * 1e6 == pytest.approx(path.stat().st_size, abs=0.5)
     assert result["params"] == sum(p.numel() for p in model.parameters())
 
@@ -139,7 +145,7 @@ def test_warmup_stops_at_half_the_budget():
 
 def test_model_failing_at_a_size_is_one_line_naming_class_and_size():
     with pytest.raises(SegbenchError, match=r"NeedsWideInput.*16x16") as info:
-        prof.profile(NeedsWideInput(), (32, 32), input_sizes=[(16, 16)], batch_size=1, **FAST)
+        profiled(NeedsWideInput(), (32, 32), input_sizes=[(16, 16)], batch_size=1)
     assert "\n" not in str(info.value) and "input_sizes" in str(info.value)
 
 

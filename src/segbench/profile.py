@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .backends import BackendUnavailable, agreement, prepare
+from .config import ProfileConfig
 from .environment import ContentionMonitor, fingerprint, peak_rss_mb, wait_for_quiet
 from .errors import ResourceError, SegbenchError, first_line
 from .io import state_dict_bytes
@@ -210,60 +211,65 @@ def _profile_device(model: nn.Module, sizes: list[tuple[int, int]], batch_size: 
     return out
 
 
-def profile(model: nn.Module, input_size: tuple[int, int], *, input_sizes: Optional[Iterable[Sequence[int]]] = (),
-            batch_size: int = 8, threads: int = 0, warmup: int = 5, min_runs: int = 20, max_runs: int = 500,
-            time_budget_s: float = 8.0, cuda: Optional[bool] = None, amp_dtype: str = "bfloat16",
-            quiet_wait_s: float = 0.0, backends: Sequence[str] = ("eager",)) -> dict:
-    """Everything profile.json holds, for any nn.Module taking (N, 3, H, W).
+def profile(model: nn.Module, input_size: tuple[int, int], cfg: ProfileConfig | None = None) -> dict:
+    """Everything profile.json holds, for any nn.Module taking (N, 3, H, W), measured as `cfg`
+    (params.yaml `profile:`; None: its defaults) says.
 
-    `input_size` is the training size (plain keys); `input_sizes` lists further [H, W] sizes
-    (None: the training size and 750x1000). `threads` 0 means torch.get_num_threads(); the
-    count is set explicitly for the run, recorded, and restored afterwards. `cuda` None means
-    "if available"; CUDA keys are absent, not zero, without a GPU. The time budget is per
-    size (and per precision on GPU).
+    `input_size` is the training size (plain keys); `cfg.input_sizes` lists further [H, W] sizes
+    (None: 750x1000). `cfg.threads` 0 means torch.get_num_threads(); the count is set explicitly
+    for the run, recorded, and restored afterwards. `cfg.device` auto times the GPU when there is
+    one; CUDA keys are absent, not zero, without a GPU. The time budget is per size (and per
+    precision on GPU).
 
     Other processes' CPU use is sampled while the timings run ("contention", segbench.environment);
-    with `quiet_wait_s`, timing starts once the machine is quiet or after that many seconds.
-    `backends` (segbench.backends) beside eager fp32 get CPU latency at every size, set-up time and
-    agreement with eager fp32; one that cannot run the model records why in `backend_errors`.
+    with `cfg.quiet_wait_s`, timing starts once the machine is quiet or after that many seconds.
+    `cfg.backends` (segbench.backends) beside eager fp32 get CPU latency at every size, set-up time
+    and agreement with eager fp32; one that cannot run the model records why in `backend_errors`.
     """
-    if cuda and not torch.cuda.is_available():
-        raise SegbenchError("profile.device: cuda requested but no CUDA device is available; use auto or cpu")
-    if amp_dtype not in AMP_DTYPES:
-        raise SegbenchError(f"profile.amp_dtype: unknown value {amp_dtype!r}; valid: {', '.join(AMP_DTYPES)}")
+    cfg = cfg or ProfileConfig()
+    cuda = _use_cuda(cfg.device)
     model = model.eval()
-    sizes = resolve_sizes(input_size, input_sizes)
-    budget = _Budget(warmup, min_runs, max_runs, time_budget_s)
+    sizes = resolve_sizes(input_size, cfg.input_sizes)
+    budget = _Budget(cfg.warmup, cfg.min_runs, cfg.max_runs, cfg.time_budget_s)
     previous_threads = torch.get_num_threads()
-    used_threads = threads or previous_threads
+    used_threads = cfg.threads or previous_threads
     torch.set_num_threads(used_threads)
     try:
-        h, w = sizes[0]
-        flops = count_flops(model, sizes[0])
-        result = {
-            "params": int(sum(p.numel() for p in model.parameters())),
-            "size_mb": len(state_dict_bytes(model.state_dict())) / 1e6,
-            "gflops": flops / 1e9,
-            "gmacs": flops / 2e9,  # torch's counter: 2 FLOPs per multiply-add, so MACs are half
-            "input_height": h,
-            "input_width": w,
-            "throughput_batch_size": batch_size,
-            "threads": used_threads,
-        }
-        if quiet_wait_s > 0:
-            wait = wait_for_quiet(quiet_wait_s)
+        result = static_costs(model, sizes[0]) | {"throughput_batch_size": cfg.batch_size, "threads": used_threads}
+        if cfg.quiet_wait_s > 0:
+            wait = wait_for_quiet(cfg.quiet_wait_s)
             result["quiet_wait_s"], result["started_quiet"] = wait["waited_s"], wait["quiet"]
         with ContentionMonitor() as monitor:
-            result.update(_profile_device(model, sizes, batch_size, budget))
+            result.update(_profile_device(model, sizes, cfg.batch_size, budget))
             result["peak_rss_mb"] = peak_rss_mb()
-            result.update(profile_backends(model, sizes, budget, [b for b in backends if b != "eager"], used_threads))
-            if cuda if cuda is not None else torch.cuda.is_available():
-                result.update(_profile_cuda(model, sizes, batch_size, budget, AMP_DTYPES[amp_dtype]))
+            others = [b for b in cfg.backends if b != "eager"]
+            result.update(profile_backends(model, sizes, budget, others, used_threads))
+            if cuda:
+                result.update(_profile_cuda(model, sizes, cfg.batch_size, budget, AMP_DTYPES[cfg.amp_dtype]))
     finally:
         torch.set_num_threads(previous_threads)
     result["contention"] = monitor.result.as_dict()
     result["env"] = environment()
     return result
+
+
+def _use_cuda(device: str) -> bool:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SegbenchError("profile.device: cuda requested but no CUDA device is available; use auto or cpu")
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
+def static_costs(model: nn.Module, size: tuple[int, int]) -> dict:
+    """What does not depend on the machine: parameters, serialized size, FLOPs and MACs at `size`."""
+    flops = count_flops(model, size)
+    return {
+        "params": int(sum(p.numel() for p in model.parameters())),
+        "size_mb": len(state_dict_bytes(model.state_dict())) / 1e6,
+        "gflops": flops / 1e9,
+        "gmacs": flops / 2e9,  # torch's counter: 2 FLOPs per multiply-add, so MACs are half
+        "input_height": size[0],
+        "input_width": size[1],
+    }
 
 
 def profile_backends(model: nn.Module, sizes: list[tuple[int, int]], budget: _Budget, backends: Sequence[str],

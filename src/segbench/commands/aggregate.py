@@ -1,0 +1,24 @@
+"""`segbench aggregate MODEL` (stage `aggregate@MODEL`): summarise one model's seeds."""
+from __future__ import annotations
+
+import argparse
+
+from .common import load_params
+
+HELP = "stage: summarise one model's seeds (mean, sd, 95%% CI)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a key of models: in the params file")
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..aggregate import aggregate_model
+
+    params = load_params(args)
+    params.model(args.model)
+    summary = aggregate_model(args.model, params.seeds, dpi=params.plot.dpi)
+    miou = summary["eval"]["miou"]
+    spread = (f" +- {miou['ci95_high'] - miou['mean']:.4f} (95% CI over {miou['n']} seeds)" if miou["n"] > 1
+              else " (1 seed: no interval)")
+    print(f"{args.model}: test mIoU {miou['mean']:.4f}{spread}")

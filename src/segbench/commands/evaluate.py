@@ -1,0 +1,39 @@
+"""`segbench evaluate MODEL SEED` (stage `evaluate@MODEL-SEED`): score one seed's checkpoint."""
+from __future__ import annotations
+
+import argparse
+
+from .. import paths
+from .common import load_params
+
+HELP = "stage: score one model's checkpoint of one seed"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a key of models: in the params file")
+    parser.add_argument("seed", help="a training seed listed in seeds: in the params file")
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..evaluate import evaluate_checkpoint
+    from ..io import save_figure, save_npz, write_json
+    from ..model_figures import predictions_figure
+
+    params = load_params(args)
+    params.model(args.model)
+    seed = params.seed_of(args.seed)
+    cfg = params.evaluate
+    result = evaluate_checkpoint(paths.checkpoint_path(args.model, seed), paths.PROCESSED_DIR, cfg.split, cfg.batch_size,
+                                 params.train.device, samples=cfg.samples, ap_bins=cfg.ap_bins)
+    save_npz(paths.per_image_path(args.model, seed), confusion=result.confusion.matrix.numpy(),
+             class_names=result.class_names, **result.per_image)
+    save_figure(predictions_figure(result.samples, result.class_names, f"first validation images (seed {seed})"),
+                paths.seed_predictions_png(args.model, seed), params.plot.dpi)
+    write_json(paths.seed_metrics_path(args.model, seed, "eval"), result.report)
+    report = result.report
+    note = "" if report["split_source"] == "the dataset's own" else f" ({report['split_source']})"
+    depth = ""
+    if "depth_rmse" in report:
+        depth = (f", depth RMSE {report['depth_rmse']:.3f} m (mean-depth predictor "
+                 f"{report['depth_rmse_mean_baseline']:.3f} m)")
+    print(f"{args.model} seed {seed}: {result.split} mIoU {report['miou']:.4f}, mAP {report['map']:.4f}{depth}{note}")
