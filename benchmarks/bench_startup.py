@@ -25,8 +25,10 @@ STAGES = {
     "download": "from segbench.data.download import download",
     "preprocess": "from segbench.data.preprocess import preprocess",
     "train": "from segbench.engine import train_and_save",
-    "evaluate": "from segbench.evaluate import evaluate_checkpoint; from segbench import model_figures; "
-                "from segbench.report_figures import save",
+    "evaluate": "from segbench.evaluate import evaluate_checkpoint; from segbench import model_figures\n"
+                "try:\n    from segbench.io import save_figure\n"
+                "except ImportError:  # a revision before the report package (figures saved by report_figures)\n"
+                "    from segbench.report_figures import save",
     "aggregate": "from segbench.aggregate import aggregate_model",
     "profile": "from segbench.checkpoint import load_checkpoint; from segbench.profile import profile",
     "plot": "from segbench.report import build_report; from segbench.html_template import write_template",

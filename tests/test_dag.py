@@ -288,3 +288,48 @@ def test_every_code_dep_exists():
     stale = [f"{name}: {dep}" for name in STAGES for dep in declared(stage(name), "deps")
              if dep.startswith(("src/", "stages/")) and not (REPO / dep).exists()]
     assert not stale, f"dvc.yaml names code that does not exist: {stale}"
+
+
+# --- the allowed imports between modules ------------------------------------------------------------
+
+def third_party(name: str) -> set[str]:
+    """Top-level packages outside the standard library and segbench that module `name` imports anywhere."""
+    import sys
+
+    tree = ast.parse(module_file(name).read_text())
+    roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    roots |= {node.module.split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module}
+    return roots - set(sys.stdlib_module_names) - {"segbench", "__future__"}
+
+
+def in_package(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_only_the_command_line_imports_the_commands():
+    for name in ALL_MODULES:
+        targets = explicit_imports(name)
+        if not in_package(name, "segbench.commands") and name not in ("segbench.cli", "segbench.__main__"):
+            assert not {t for t in targets if in_package(t, "segbench.commands") or t == "segbench.cli"}, name
+        elif in_package(name, "segbench.commands") and name not in ("segbench.commands", "segbench.commands.common"):
+            others = {t for t in targets if in_package(t, "segbench.commands")} - {"segbench.commands.common"}
+            assert not others, f"{name} imports another command's code: {others}"
+
+
+def test_leaf_modules_stay_leaves():
+    assert not explicit_imports("segbench.keys") and not third_party("segbench.keys")  # stdlib only
+    assert explicit_imports("segbench.report.spec") <= {"segbench.keys"} and not third_party("segbench.report.spec")
+    assert not explicit_imports("segbench.stats") - {"segbench.metrics"}  # the statistics: numpy and scipy
+    assert third_party("segbench.stats") <= {"numpy", "scipy"}
+
+
+def test_the_report_reads_computes_and_draws_in_separate_modules():
+    report = sorted(name for name in ALL_MODULES if in_package(name, "segbench.report"))
+    assert not [name for name in report if "torch" in third_party(name)], "no part of the report imports torch"
+    writers = [name for name in report if "segbench.io" in explicit_imports(name)]
+    drawers = [name for name in report if "matplotlib" in third_party(name)]
+    assert writers and set(writers) <= {"segbench.report.build", "segbench.report.view"}, writers  # view reads
+    assert drawers == ["segbench.report.figures"], drawers
+    assert not third_party("segbench.report.tables") - {"numpy", "pandas"}, "tables are pure pandas"
+

@@ -128,3 +128,28 @@ def test_repro_end_to_end_then_noop_then_one_model_edit(workspace):
     metrics_py.write_text(metrics_py.read_text() + "\n# an edit\n")
     stale = dvc(["status", "--json"], workspace).stdout
     assert {f"{s}@{m}-{SEED}" for s in ("train", "evaluate") for m in MODELS} <= set(json.loads(stale)), stale
+    run(["git", "checkout", "--", "src/segbench/metrics.py"], workspace)
+
+
+def edit(path) -> None:
+    path.write_text(path.read_text() + "\n# an edit\n")
+
+
+def test_code_deps_are_exact_an_edit_re_runs_only_what_imports_it(workspace):
+    """Editing the report or the plot command makes only `plot` stale; editing the training loop makes
+    every train stage stale, and a repro then re-runs each train stage and everything after it."""
+    write_params(workspace / "params.yaml", {**TINY_PARAMS, "seeds": [SEED]})
+    dvc(["repro"], workspace)
+    for module in ("src/segbench/report/markdown.py", "src/segbench/commands/plot.py"):
+        edit(workspace / module)
+        stale = set(json.loads(dvc(["status", "--json"], workspace).stdout))
+        assert stale == {"plot"}, (module, stale)
+        run(["git", "checkout", "--", module], workspace)
+
+    edit(workspace / "src/segbench/engine.py")
+    stale = set(json.loads(dvc(["status", "--json"], workspace).stdout))
+    assert stale == {f"train@{m}-{SEED}" for m in MODELS}, stale
+    # training is deterministic: the same checkpoints, so evaluate and profile stay; the new timings
+    # (train.json) re-run the aggregates and the report
+    again = ran_stages(dvc(["repro"], workspace).stdout)
+    assert again == {"plot"} | {f"{s}@{m}-{SEED}" for m in MODELS for s in ("train",)} | {f"aggregate@{m}" for m in MODELS}

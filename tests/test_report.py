@@ -5,18 +5,35 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fake_run import SEEDS, fake_metrics, fake_run, run_cli, write_json
+from fake_run import (
+    SEEDS,
+    edit_json,
+    fake_aggregates,
+    fake_metrics,
+    fake_profiles,
+    fake_run,
+    fake_seed_outputs,
+    fake_train_logs,
+    run_cli,
+    write_json,
+)
 
-from segbench import report, report_figures
+from segbench import paths
 from segbench.cli import main
+from segbench.comparison import compare_scores
 from segbench.errors import DataError
 from segbench.html_template import template_stamp, write_template
+from segbench.report import figures, markdown, spec, tables, view
+from segbench.report.pareto import pareto_front
+from segbench.report.summary import SOURCES, summary_table
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -60,7 +77,7 @@ def read_csv(path: Path) -> pd.DataFrame:
     ([], [], []),
 ])
 def test_pareto_front(quality, cost, members):
-    assert report.pareto_front(np.array(quality, float), np.array(cost, float)).tolist() == members
+    assert pareto_front(np.array(quality, float), np.array(cost, float)).tolist() == members
 
 
 @pytest.mark.parametrize("quality, cost, better, members", [
@@ -76,14 +93,14 @@ def test_pareto_front(quality, cost, members):
     ([0.9, 0.5], [math.nan, 1], [[False, True], [False, False]], [False, True]),
 ])
 def test_pareto_front_with_uncertainty(quality, cost, better, members):
-    front = report.pareto_front(np.array(quality, float), np.array(cost, float), np.array(better, bool))
+    front = pareto_front(np.array(quality, float), np.array(cost, float), np.array(better, bool))
     assert front.tolist() == members
 
 
 @pytest.mark.parametrize("values, log", [([1, 10], False), ([1, 10.5], True), ([0, 5, 500], False),
                                           ([2, math.nan, 300], True), ([7], False), ([-1, 100], False)])
 def test_log_axis_only_beyond_a_decade_of_positive_values(values, log):
-    assert report_figures.use_log_scale(values) is log
+    assert figures.use_log_scale(values) is log
 
 
 # --- the aggregate stage ----------------------------------------------------------------------------
@@ -223,12 +240,12 @@ def test_one_seed_writes_valid_metrics_and_says_there_is_no_interval(tmp_path):
 def test_axes_and_gpu_placeholder(tmp_path):
     fake_metrics(tmp_path)
     names = ["big", "small", "twin", "worse"]
-    metrics = report.load_metrics(tmp_path / "metrics", names)
-    colours = report_figures.model_colours(names)
-    axes = {a.name: a for a in report.AXES}
+    metrics = view.load_metrics(tmp_path / "metrics", names)
+    colours = figures.model_colours(names)
+    axes = {a.name: a for a in spec.AXES}
 
     def xscales(name, data=metrics):
-        fig = report_figures.tradeoff_figure(report.tradeoff_table(data, axes[name]), axes[name], colours)
+        fig = figures.tradeoff_figure(tables.tradeoff_table(data, axes[name]), colours, axes[name])
         return [ax.get_xscale() for ax in fig.axes]
 
     assert xscales("train_time") == ["log"]            # 10 .. 120 s
@@ -236,14 +253,14 @@ def test_axes_and_gpu_placeholder(tmp_path):
     assert xscales("latency_cpu") == ["linear", "log"]  # 2 .. 20 ms is exactly 10x; 3 .. 31 ms is more
     assert xscales("gflops") == ["linear"]             # a zero: no log axis
 
-    no_gpu = [report.ModelMetrics(m.name, m.train, m.eval, {k: v for k, v in m.profile.items() if "cuda" not in k})
+    no_gpu = [view.ModelMetrics(m.name, m.train, m.eval, {k: v for k, v in m.profile.items() if "cuda" not in k})
               for m in metrics]
-    table = report.tradeoff_table(no_gpu, axes["latency_cuda"])
+    table = tables.tradeoff_table(no_gpu, axes["latency_cuda"])
     assert len(table) == 4 and table["latency_cuda_ms"].isna().all()  # the data file keeps its shape
-    fig = report_figures.tradeoff_figure(table, axes["latency_cuda"], colours)
+    fig = figures.tradeoff_figure(table, colours, axes["latency_cuda"])
     assert any("no GPU measurements" in t.get_text() for ax in fig.axes for t in ax.texts)
-    summary = report.summary_table(no_gpu)
-    assert "GPU latency" not in report.markdown_table(summary).splitlines()[0]
+    summary = summary_table(no_gpu)
+    assert "GPU latency" not in markdown.markdown_table(summary).splitlines()[0]
 
 
 def test_missing_metrics_is_one_line_error(tmp_path, monkeypatch, capsys):
@@ -255,7 +272,90 @@ def test_missing_metrics_is_one_line_error(tmp_path, monkeypatch, capsys):
     assert err.count("\n") == 0 and "metrics/twin/train.json" in err and "dvc repro" in err
     write_json(tmp_path / "metrics/twin/train.json", [1, 2])
     with pytest.raises(DataError, match="expected a JSON object"):
-        report.load_metrics(tmp_path / "metrics", ["twin"])
+        view.load_metrics(tmp_path / "metrics", ["twin"])
+
+
+# --- the specs ---------------------------------------------------------------------------------------
+
+def test_every_figure_spec_is_a_declared_figure_with_its_functions():
+    assert [f.stem for f in spec.FIGURES] == list(paths.REPORT_FIGURES)  # one spec per declared file, in order
+    for figure in spec.FIGURES:
+        assert callable(getattr(tables, figure.table, None)), figure
+        assert callable(getattr(figures, figure.draw, None)), figure
+    assert {c.source for c in spec.SUMMARY if c.source} <= set(SOURCES)
+
+
+def test_every_summary_column_is_in_summary_csv_in_spec_order(stage_run):
+    header = (stage_run / "plots/summary.csv").read_text().splitlines()[0].split(",")
+    expected = [name for c in spec.SUMMARY if not c.only_with for name in (c.name, *c.companions)]
+    assert [h for h in header if h in expected] == expected
+    assert header[0] == "model" and header[-3:] == ["converged", "env", "contended"]
+
+
+def depth_metrics(name: str, depth: bool) -> view.ModelMetrics:
+    rmse = {"mean": 1.0, "std": 0.1, "n": 2, "ci95_low": 0.1, "ci95_high": 1.9}  # a summary over seeds
+    ev = {"miou": 0.5, "depth_rmse": rmse, "depth_abs_rel": 0.1, "depth_delta1": 0.9, "depth_rmse_mean_baseline": 3.0,
+          "depth_rmse_vs_mean_baseline": 3.0} if depth else {"miou": 0.4}
+    return view.ModelMetrics(name, {"train_time_s": 1.0}, ev, {"latency_cpu_ms": 1.0, "size_mb": 1.0, "params": 10})
+
+
+def test_depth_columns_only_with_depth_metrics_and_compared_only_when_compared():
+    rng = np.random.default_rng(0)
+    per_image = {m: {"mask_counts": rng.integers(1, 50, (2, 6, 2, 3)), "depth_sums": rng.random((2, 6, 7)) + 1}
+                 for m in ("a", "b", "seg")}
+    metrics = [depth_metrics("a", True), depth_metrics("b", True), depth_metrics("seg", False)]
+    table = summary_table(metrics, compare_scores(per_image, resamples=50))
+    expected = [name for c in spec.SUMMARY for name in (c.name, *c.companions)]
+    assert [c for c in table.columns if c in expected] == expected  # every column, in spec order
+    depth = [name for c in spec.SUMMARY if c.only_with for name in (c.name, *c.companions)]
+    assert table.loc[["a", "b"], depth].notna().all().all()
+    assert table.loc["seg", depth].isna().all()  # compared (it has per-image depth) but no depth metrics: empty
+    without = summary_table(metrics)
+    assert "depth_rmse" in without and "depth_rmse_vs_best" not in without and "miou_vs_best" not in without
+    assert not set(depth) & set(summary_table([depth_metrics("seg", False)]).columns)
+
+
+def test_one_column_entry_adds_a_summary_and_markdown_column():
+    extra = spec.Column("profile_peak_rss_mb", "profile peak memory (MB)", "profile", key="peak_rss_mb", number="{:.1f}")
+    metrics = [depth_metrics("a", False), depth_metrics("b", False)]
+    metrics[0].profile["peak_rss_mb"] = 123.45
+    columns = (*spec.SUMMARY, extra)
+    table = summary_table(metrics, columns=columns)
+    assert table.loc["a", "profile_peak_rss_mb"] == 123.45 and math.isnan(table.loc["b", "profile_peak_rss_mb"])
+    md = markdown.markdown_table(table, columns=columns).splitlines()
+    header = [c.strip() for c in md[0].strip("|").split("|")]
+    at = header.index("profile peak memory (MB)")
+    assert [c.strip() for c in md[2].strip("|").split("|")][at] == "123.5"
+    assert [c.strip() for c in md[3].strip("|").split("|")][at] == "—"
+
+
+def test_train_peak_memory_is_summarised_and_shown_when_recorded(tmp_path, stage_run):
+    fake_seed_outputs(tmp_path)
+    peaks = {"big": 900.0, "small": 300.0, "twin": 310.0, "worse": 500.0}
+    for model, peak in peaks.items():
+        for seed in SEEDS:
+            edit_json(tmp_path / f"metrics/{model}/seeds/{seed}/train.json", {"peak_rss_mb": peak + 10 * seed})
+    fake_profiles(tmp_path)
+    fake_aggregates(tmp_path)
+    fake_train_logs(tmp_path)
+    plot_stage(tmp_path)
+    table = read_csv(tmp_path / "plots/summary.csv").set_index("model")
+    assert table.loc["big", "train_peak_rss_mb"] == pytest.approx(910.0)  # the mean over seeds
+    md = (tmp_path / "plots/summary.md").read_text().splitlines()
+    header = [c.strip() for c in md[0].strip("|").split("|")]
+    at = header.index("train peak memory (MB)")
+    assert header[at - 1 : at + 2] == ["train time (s)", "train peak memory (MB)", "best val mIoU"]
+    assert [c.strip() for c in md[2].strip("|").split("|")][at] == "910"
+    # metrics without it (an older segbench): the column is empty in summary.csv and left out of the Markdown
+    assert read_csv(stage_run / "plots/summary.csv")["train_peak_rss_mb"].isna().all()
+    assert "train peak memory" not in (stage_run / "plots/summary.md").read_text()
+
+
+def test_report_package_imports_without_pandas_or_matplotlib():
+    code = ("import sys\nfrom segbench.report import spec\nimport segbench.report as r\n"
+            "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules), callable(r.build_report))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "True"]
 
 
 # --- the page template -----------------------------------------------------------------------------

@@ -16,7 +16,9 @@ from segbench.config import params_from_dict
 from segbench.errors import ConfigError
 from segbench.losses import Criterion, DepthLoss, Term, build_loss
 from segbench.metrics import DepthErrors
-from segbench.report import ModelMetrics, depth_tradeoff_table, summary_table
+from segbench.report.summary import summary_table
+from segbench.report.tables import depth_tradeoff_table
+from segbench.report.view import ModelMetrics
 from segbench.tasks import depth_baseline_report, mean_depth_baseline
 
 # --- metrics: closed forms ------------------------------------------------------------------------

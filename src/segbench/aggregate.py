@@ -21,7 +21,7 @@ import numpy as np
 
 from . import paths
 from .errors import DataError
-from .io import atomic_path, load_npz, read_json, write_json, write_text
+from .io import atomic_path, load_npz, read_json, save_figure, write_json, write_text
 from .stats import summarize
 
 # train.json / eval.json keys that describe how the run was made rather than what it measured
@@ -100,7 +100,6 @@ def aggregate_model(model: str, seeds: list[int] | tuple[int, ...], dpi: int = 1
     """Write metrics/<model>/{train,eval}.json and plots/<model>/ (confusion, predictions); return
     {"train": ..., "eval": ...} as written."""
     from . import model_figures as figures
-    from .report_figures import save
 
     seeds = list(seeds)
     summary = {}
@@ -112,8 +111,8 @@ def aggregate_model(model: str, seeds: list[int] | tuple[int, ...], dpi: int = 1
     write_text(paths.confusion_matrix_csv(model), figures.confusion_table_csv(matrix, names))
     pooled = f", {len(seeds)} seeds pooled" if len(seeds) > 1 else ""
     split = summary["eval"].get("split", "evaluation")
-    save(figures.confusion_figure(matrix, names, f"confusion matrix ({split} split{pooled}, row-normalised)"),
-         paths.confusion_png(model), dpi)
+    save_figure(figures.confusion_figure(matrix, names, f"confusion matrix ({split} split{pooled}, row-normalised)"),
+                paths.confusion_png(model), dpi)
     _copy(paths.seed_predictions_png(model, seeds[0]), paths.predictions_png(model))
     for part in paths.SEED_PARTS:
         write_json(paths.metrics_path(model, part), summary[part])

@@ -100,22 +100,3 @@ def compare_scores(per_image: dict[str, dict[str, np.ndarray]], resamples: int =
         results[rule.name] = ScoreComparison(rule, models, means, [len(f) for f in full], best, vs_best, better)
     return results
 
-
-def significance_sentence(result: ScoreComparison, label: str) -> str:
-    """One plain sentence: which models are tied with the best at 95%, and how many seeds carry it."""
-    tied = [m for m in result.models if m != result.best and result.tied_with_best(m)]
-    worse = [m for m in result.models if m not in tied and m != result.best]
-    direction = "higher" if result.rule.higher_is_better else "lower"
-    parts = [f"At 95% confidence: {result.best} has the best {label} ({direction} is better)"]
-    if tied:
-        parts.append(f"{', '.join(tied)} {'is' if len(tied) == 1 else 'are'} statistically tied with it "
-                     "(the interval of the difference includes 0)")
-    if worse:
-        parts.append(f"{', '.join(worse)} {'is' if len(worse) == 1 else 'are'} significantly worse")
-    sentence = "; ".join(parts) + "."
-    single = [m for m, n in zip(result.models, result.seeds) if n < 2]
-    if single:
-        who = "every model" if len(single) == len(result.models) else ", ".join(single)
-        sentence += (f" 1 seed: no interval over seeds ({who}); the intervals of differences then cover test-set noise "
-                     "only, not seed-to-seed noise.")
-    return sentence

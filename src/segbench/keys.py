@@ -70,6 +70,11 @@ class LatencyKey:
         """"" at the training size, "_<H>x<W>" otherwise: the suffix agreement keys share."""
         return f"_{size_tag(self.size)}" if self.size else ""
 
+    def setting(self, training_size: str) -> str:
+        """How the report names where it was measured: "48x64", "32x32 bf16 (training size)"."""
+        size = size_tag(self.size) if self.size else training_size
+        return size + (f" {self.tag}" if self.tag else "") + ("" if self.size else " (training size)")
+
 
 def parse_latency_key(key: str) -> LatencyKey | None:
     """The LatencyKey a median's key names; None for any other key (statistics, throughput, setup)."""

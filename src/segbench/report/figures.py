@@ -1,20 +1,23 @@
 """The report's PNGs (matplotlib, no pyplot state): trade-off scatters, per-class IoU heatmap, curves.
 
 The same data files feed DVC's interactive plots; these are the versions that show anywhere
-(a README, a pull request, an image viewer).
+(a README, a pull request, an image viewer). Each draw function named by spec.FIGURES takes
+(its table, the model colours, the figure's cost axis or None) and returns a Figure;
+segbench.io.save_figure writes it.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .io import atomic_path
+from ..keys import parse_latency_key
 
-if TYPE_CHECKING:  # evaluate saves its figures through `save` and must not pay pandas' import (~0.5 s)
+if TYPE_CHECKING:
     import pandas as pd
+
+    from .spec import CostAxis
 
 LOG_RANGE = 10.0  # a log axis when the positive values span more than this factor
 
@@ -34,18 +37,13 @@ def use_log_scale(values) -> bool:
     return len(v) > 1 and bool((v > 0).all()) and bool(v.max() / v.min() > LOG_RANGE)
 
 
-def save(fig, path: Path, dpi: int) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-
-
 def _message_axes(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12, color="dimgrey", transform=ax.transAxes, wrap=True)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def tradeoff_figure(table: pd.DataFrame, axis, colours: dict[str, tuple]):
+def tradeoff_figure(table: pd.DataFrame, colours: dict[str, tuple], axis: CostAxis):
     """One panel per setting (profiled size / precision): dots labelled by model with their 95% interval over
     seeds, Pareto staircase, members ringed."""
     from matplotlib.figure import Figure
@@ -59,7 +57,8 @@ def tradeoff_figure(table: pd.DataFrame, axis, colours: dict[str, tuple]):
     fig.suptitle(axis.title + (f"\n⚠ crossed timings are not comparable ({' / '.join(flagged)}: see the summary)"
                                if flagged else ""))
     if valid.empty:
-        what = "GPU" if "cuda" in axis.column else axis.label.split(" (")[0]
+        latency = parse_latency_key(axis.column)
+        what = "GPU" if latency and latency.device == "cuda" else axis.label.split(" (")[0]
         for ax in axes:
             _message_axes(ax, f"no {what} measurements\n({axis.column} is absent from every model's metrics)")
         return fig
@@ -79,7 +78,7 @@ def tradeoff_figure(table: pd.DataFrame, axis, colours: dict[str, tuple]):
     return fig
 
 
-def _tradeoff_panel(ax, data: pd.DataFrame, axis, colours: dict[str, tuple]) -> None:
+def _tradeoff_panel(ax, data: pd.DataFrame, axis: CostAxis, colours: dict[str, tuple]) -> None:
     if data.empty:
         _message_axes(ax, "no measurements at this setting")
         return
@@ -130,7 +129,7 @@ def label_points(ax, x: np.ndarray, y: np.ndarray, names: list[str], fontsize: f
                     arrowprops=leader)
 
 
-def heatmap_figure(ious: pd.DataFrame):
+def heatmap_figure(ious: pd.DataFrame, colours: dict[str, tuple] | None = None, axis: CostAxis | None = None):
     """Models (rows, best mIoU first) x classes, IoU printed in each cell; undefined cells grey."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
@@ -157,7 +156,7 @@ def heatmap_figure(ious: pd.DataFrame):
     return fig
 
 
-def curves_figure(curves: pd.DataFrame, colours: dict[str, tuple]):
+def curves_figure(curves: pd.DataFrame, colours: dict[str, tuple], axis: CostAxis | None = None):
     """Train loss, val loss and val mIoU (and depth RMSE, task seg_depth) per epoch, every model overlaid."""
     from matplotlib.figure import Figure
 
@@ -192,7 +191,7 @@ def curves_figure(curves: pd.DataFrame, colours: dict[str, tuple]):
     return fig
 
 
-def depth_tradeoff_figure(table: pd.DataFrame, colours: dict[str, tuple]):
+def depth_tradeoff_figure(table: pd.DataFrame, colours: dict[str, tuple], axis: CostAxis | None = None):
     """Depth RMSE against each cost, one panel per cost: lower-left is better; the dotted line is
     the RMSE of predicting the training split's mean depth, the score any depth model must beat."""
     from matplotlib.figure import Figure

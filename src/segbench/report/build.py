@@ -1,0 +1,58 @@
+"""The plot stage's one writer: every figure's data file and PNG, summary.csv and summary.md.
+
+Every figure is written twice: as a data file that DVC plots (dvc.yaml `plots:`, so
+`dvc plots diff` compares revisions) and as a PNG that shows anywhere. The file names are
+fixed whatever the models, profiled sizes and devices, so the plot stage's outputs are stable:
+an axis without measurements (no GPU) still gets its data file and a PNG that says so; a
+segmentation-only benchmark gets `depth_rmse_vs_cost`, empty, and a PNG that says so.
+
+Quality is a mean over the training seeds with its 95% interval (metrics/<model>/eval.json, from
+the aggregate stage); segbench.comparison says which differences are significant. A model is off
+a Pareto front only when another model is significantly better at no more cost.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .. import paths
+from ..comparison import compare_scores, load_per_image
+from ..io import save_figure, write_text
+from . import figures, tables
+from .markdown import markdown_table
+from .notes import notes
+from .spec import FIGURES, FigureSpec
+from .summary import summary_table
+from .view import ReportInputs, cost_environments, load_metrics
+
+
+def to_csv(df: pd.DataFrame, index: bool = False) -> str:
+    return df.to_csv(index=index, float_format="%.6g", lineterminator="\n")
+
+
+def write_figure(figure: FigureSpec, inputs: ReportInputs, plots_dir: Path, colours: dict[str, tuple], dpi: int) -> None:
+    """One figure: its table -> plots/<stem>.csv -> plots/<stem>.png."""
+    table = getattr(tables, figure.table)(inputs, figure.axis)
+    csv, png = paths.report_figure(figure.stem, plots_dir)
+    write_text(csv, to_csv(table))
+    save_figure(getattr(figures, figure.draw)(table, colours, figure.axis), png, dpi)
+
+
+def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], seeds: list[int] | tuple[int, ...] = (0,),
+                 dpi: int = 120, resamples: int = 2000, bootstrap_seed: int = 0) -> pd.DataFrame:
+    """Write every table, data file and PNG of the report; return the summary table."""
+    seeds = list(seeds)
+    metrics = load_metrics(metrics_dir, models, seeds)
+    comparisons = compare_scores(load_per_image(metrics_dir, models, seeds), resamples, bootstrap_seed)
+    summary = summary_table(metrics, comparisons)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    log_dirs = {m: {seed: paths.train_log_dir(m, seed, plots_dir) for seed in seeds} for m in models}
+    inputs = ReportInputs(metrics, comparisons, cost_environments(metrics), list(summary.index), log_dirs)
+    colours = figures.model_colours(models)
+    for figure in FIGURES:
+        write_figure(figure, inputs, plots_dir, colours, dpi)
+    write_text(paths.summary_csv(plots_dir), to_csv(summary, index=True))
+    best = {score: result.best for score, result in comparisons.items()}
+    write_text(paths.summary_md(plots_dir), markdown_table(summary, best) + notes(metrics, comparisons, inputs.envs))
+    return summary

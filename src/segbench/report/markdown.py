@@ -1,0 +1,82 @@
+"""The summary as a Markdown table (plots/summary.md), every column rendered as spec.SUMMARY says."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from .spec import AXES, MISSING, SUMMARY, Column
+
+
+def _missing(value) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def fmt(value, column: Column) -> str:
+    """One value as the column writes it: text as is, numbers in its format, missing as its `empty`."""
+    if isinstance(value, str):
+        return value or column.empty
+    if _missing(value):
+        return column.empty
+    return column.number.format(int(value) if column.integer else value)
+
+
+def _interval_cell(row: pd.Series, column: Column) -> str:
+    """mean +- half the 95% interval over seeds (symmetric: Student t), or the mean alone for one seed."""
+    low, high = (row.get(name) for name in column.companions)
+    mean = row[column.name]
+    if _missing(mean):
+        return MISSING
+    if _missing(low) or _missing(high):
+        return fmt(mean, column)
+    return f"{fmt(mean, column)} ± {(high - low) / 2:.4f}"
+
+
+def _vs_best_cell(row: pd.Series, column: Column, is_best: bool) -> str:
+    """The difference to the best model with its 95% interval; `tied`: the interval includes 0."""
+    low, high, tied = column.companions
+    diff = row.get(column.name)
+    if _missing(diff):
+        return MISSING
+    if is_best:
+        return "best"
+    return f"{diff:+.4f} [{row[low]:+.4f}, {row[high]:+.4f}]" + (" tied" if row[tied] else "")
+
+
+def shown_columns(df: pd.DataFrame, columns: Sequence[Column] = SUMMARY) -> list[tuple[Column, str, str]]:
+    """(spec, summary column, header) of each column the Markdown shows, in spec order."""
+    shown = []
+    for column in columns:
+        if column.name not in df:
+            continue
+        for name, header in [(column.name, column.header), *column.sized(df.columns)]:
+            if column.show([None if _missing(v) else v for v in df[name]]):
+                shown.append((column, name, header))
+    return shown
+
+
+def markdown_table(df: pd.DataFrame, best: dict[str, str] | None = None, columns: Sequence[Column] = SUMMARY) -> str:
+    """The README's table: mean +- 95% CI over seeds, the difference to the best with its interval
+    (`tied`: the interval includes 0), GPU columns only when some model has them, missing as a dash.
+    `best`: score -> the best model (segbench.comparison)."""
+    best = best or {}
+    shown = shown_columns(df, columns)
+    names = ["model", *(header for _, _, header in shown)]
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for model, row in df.iterrows():
+        cells = []
+        for column, name, _ in shown:
+            if column.interval:
+                cells.append(_interval_cell(row, column))
+            elif column.compare:
+                cells.append(_vs_best_cell(row, column, best.get(column.compare) == model))
+            else:
+                cells.append(fmt(row[name], column))
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    axes = ", ".join(axis.short for axis in AXES if df[axis.column].notna().any())
+    note = (f"\nQuality: the mean over the training seeds ± half its 95% interval (Student t; one seed: no interval). "
+            f"`vs best`: the difference to the best model with its 95% interval over seeds and test images (paired "
+            f"bootstrap, README \"How sure is a difference\"); `tied`: the interval includes 0. "
+            f"`pareto`: the costs ({axes}) on whose mIoU Pareto front the model lies: no other model is significantly "
+            f"better at no more cost. Sorted by mIoU; {MISSING}: not measured.\n")
+    return "\n".join(lines) + "\n" + note
