@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from segbench.config import load_params
-from segbench.data.sources.synthetic import class_names, generate
+from segbench.data.sources.scenes import class_names
+from segbench.data.sources.synthetic import generate
 from segbench.metrics import ConfusionMatrix
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from fake_run import ENV, QUIET, edit_json, fake_run, run_cli
 
+from segbench import contention
 from segbench import environment as envmod
 from segbench.aggregate import aggregate_reports
 
@@ -77,17 +78,17 @@ def _outside_burner() -> int:
 
 
 def test_contention_counts_other_processes_and_not_the_measured_one():
-    cores = len(envmod.usable_cpus())
+    cores = len(contention.usable_cpus())
     # The measured process itself spinning a core (as training does) is not contention.
     worker = threading.Thread(target=_burn, args=(2.0,))
-    with envmod.ContentionMonitor(interval_s=0.25) as own:
+    with contention.ContentionMonitor(interval_s=0.25) as own:
         worker.start()
         worker.join()
     # A process outside the measured tree spinning a core is.
     burner = _outside_burner()
     try:
         time.sleep(0.3)
-        with envmod.ContentionMonitor(interval_s=0.25) as other:
+        with contention.ContentionMonitor(interval_s=0.25) as other:
             _burn(2.0)
     finally:
         os.kill(burner, signal.SIGKILL)
@@ -97,31 +98,31 @@ def test_contention_counts_other_processes_and_not_the_measured_one():
     assert other.result.other_cpu > busy * 0.7, other.result
     assert other.result.contended and not own.result.contended
     record = other.result.as_dict()
-    assert record["contended"] is True and record["threshold"] == envmod.CONTENTION_THRESHOLD
-    line = envmod.contention_warning(record, "profiling unet")
+    assert record["contended"] is True and record["threshold"] == contention.CONTENTION_THRESHOLD
+    line = contention.contention_warning(record, "profiling unet")
     assert "\n" not in line and "profiling unet" in line and "quality metrics are unaffected" in line
 
 
 def test_children_of_the_measured_process_are_its_own():
     """DataLoader workers and torchrun ranks are the run itself."""
     code = "import time\nend = time.perf_counter() + 1.5\nwhile time.perf_counter() < end: pass"
-    with envmod.ContentionMonitor(interval_s=0.25) as monitor:
+    with contention.ContentionMonitor(interval_s=0.25) as monitor:
         subprocess.run([sys.executable, "-c", code], check=True)
-    assert monitor.result.other_cpu < 0.5 / len(envmod.usable_cpus()), monitor.result
+    assert monitor.result.other_cpu < 0.5 / len(contention.usable_cpus()), monitor.result
 
 
 def test_shares_are_weighted_by_the_time_they_cover():
-    c = envmod.summarize_shares([(0.5, 0.0, 1.0), (0.0, 0.1, 3.0)], seconds=4.0)
+    c = contention.summarize_shares([(0.5, 0.0, 1.0), (0.0, 0.1, 3.0)], seconds=4.0)
     assert c.other_cpu == pytest.approx(0.125) and c.steal == pytest.approx(0.075) and c.other_cpu_max == 0.5
-    assert not c.contended and envmod.summarize_shares([(0.0, 0.3, 1.0)], 1.0).contended  # steal counts too
-    assert envmod.summarize_shares([], 0.0).samples == 0
+    assert not c.contended and contention.summarize_shares([(0.0, 0.3, 1.0)], 1.0).contended  # steal counts too
+    assert contention.summarize_shares([], 0.0).samples == 0
 
 
 def test_wait_for_quiet_is_bounded():
     burner = _outside_burner()
     try:
         started = time.perf_counter()
-        waited = envmod.wait_for_quiet(max_wait_s=1.0, window_s=0.25)
+        waited = contention.wait_for_quiet(max_wait_s=1.0, window_s=0.25)
     finally:
         os.kill(burner, signal.SIGKILL)
     assert waited["quiet"] is False and 1.0 <= waited["waited_s"] < 3.0

@@ -182,7 +182,7 @@ def test_cli_evaluate_writes_report_with_split_and_map_and_plot_files(tiny_repo,
     per_image = np.load(tiny_repo / "metrics/unet/seeds/0/per_image.npz")
     test_masks = np.load(tiny_repo / "data/processed/test_masks.npy")
     assert per_image["mask_counts"].shape == (len(test_masks), len(names), 3)
-    assert stats.miou_from_counts(per_image["mask_counts"].sum(0)) == pytest.approx(report["miou"])
+    assert stats.SCORE_RULES["miou"].compute(per_image["mask_counts"].sum(0)) == pytest.approx(report["miou"])
     assert per_image["confusion"].sum() == int((test_masks != IGNORE).sum()) and list(per_image["class_names"]) == names
     assert (tiny_repo / "plots/unet/seeds/0/predictions.png").read_bytes()[:8] == PNG
     assert "unet seed 0: test mIoU" in capsys.readouterr().out

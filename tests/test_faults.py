@@ -80,7 +80,8 @@ def full_disk(monkeypatch, budget: int = 64) -> None:
 WRITERS = {
     "metrics (write_json)": (lambda p, v: sio.write_json(p, {"miou": v, "per_class": [v] * 200}), "eval.json"),
     "text (write_text)": (lambda p, v: sio.write_text(p, f"{v}\n" * 200), "summary.md"),
-    "array (save_npy)": (lambda p, v: sio.save_npy(p, np.full(1000, v)), "train_masks.npy"),
+    "arrays (save_npz)": (lambda p, v: sio.save_npz(p, mask_counts=np.random.default_rng(0).random(1000) * v),
+                          "per_image.npz"),
     "checkpoint (save_torch)": (lambda p, v: sio.save_torch(p, {"format": 1, "state_dict": {"w": torch.full((4096,), v)}}),
                                 "unet.pt"),
 }
@@ -122,7 +123,7 @@ def test_full_disk_inside_a_staged_folder_keeps_the_previous_folder(tmp_path, mo
     full_disk(monkeypatch)
     with pytest.raises(OutputError) as info:
         with fsutil.atomic_dir(target) as staging:
-            sio.save_npy(staging / "train_images.npy", np.zeros((64, 8, 8, 3), np.uint8))
+            sio.write_json(staging / "manifest.json", {"splits": {"train": 64}, "class_names": ["class"] * 64})
     # named as the output the user knows, not the staging file
     assert str(info.value).startswith(f"{target}: cannot write: no space left on device (ENOSPC); the previous")
     assert (target / "manifest.json").read_bytes() == before

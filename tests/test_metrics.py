@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from segbench.metrics import ConfusionMatrix, scores_from_confusion
+from segbench.metrics import (
+    ConfusionMatrix,
+    DepthErrors,
+    depth_rmse_from_sums,
+    depth_scores_from_sums,
+    miou_from_counts,
+    scores_from_confusion,
+)
 
 
 def hand_example() -> ConfusionMatrix:
@@ -45,3 +52,30 @@ def test_update_accumulates_over_batches_of_images():
     cm.update(pred, pred)
     assert cm.matrix.sum() == 2 * pred.numel()
     assert cm.scores().miou == pytest.approx(1.0)
+
+
+def test_miou_from_counts_is_the_confusion_matrix_miou_for_each_row():
+    """The bootstrap's path (per-class tp, fp, fn counts, many resamples at once) gives exactly the
+    confusion matrix's mIoU, absent classes (class 3 here) left out the same way."""
+    matrices = [hand_example().matrix.numpy(), np.array([[3, 1, 0, 0], [0, 0, 0, 0], [2, 0, 5, 0], [0, 0, 0, 0]]),
+                np.zeros((4, 4), np.int64)]
+    rows = []
+    for matrix in matrices:
+        tp = np.diag(matrix)
+        rows.append(np.stack([tp, matrix.sum(0) - tp, matrix.sum(1) - tp], axis=-1))  # (tp, fp, fn) per class
+    mious = miou_from_counts(np.stack(rows))
+    assert mious.shape == (3,)
+    assert mious[:2].tolist() == [scores_from_confusion(m).miou for m in matrices[:2]]
+    assert math.isnan(mious[2]) and math.isnan(scores_from_confusion(matrices[2]).miou)  # nothing defined
+
+
+def test_depth_scores_from_sums_match_the_accumulator():
+    g = torch.Generator().manual_seed(2)
+    truth = torch.rand(4, 6, 6, generator=g) * 5
+    truth[1] = 0  # an image without valid depth
+    errors = DepthErrors(per_image=True)
+    errors.update(truth + torch.randn(4, 6, 6, generator=g), truth)
+    sums = errors.per_image_sums()
+    assert depth_scores_from_sums(sums.sum(0)) == errors.scores()
+    assert depth_rmse_from_sums(sums)[0] == depth_scores_from_sums(sums[0]).rmse
+    assert math.isnan(depth_rmse_from_sums(sums)[1]) and depth_scores_from_sums(sums[1]).pixels == 0

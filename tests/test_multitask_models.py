@@ -8,8 +8,9 @@ import torch
 import torchvision
 from torch import nn
 
+from segbench.config import params_from_dict
 from segbench.errors import ConfigError, DataError
-from segbench.models import build_model, depth_archs, set_depth_statistics
+from segbench.models import build_model, set_depth_statistics
 from segbench.models.multitask import DepthHead
 
 NUM_CLASSES = 4
@@ -48,8 +49,16 @@ def grads_by_part(model: nn.Module, prefixes: tuple[str, ...]) -> list[bool]:
             for name, p in model.named_parameters() if name.startswith(prefixes)]
 
 
-def test_depth_archs_come_from_the_registry():
-    assert depth_archs() == sorted(ARCHS)
+def test_build_model_and_params_validation_refuse_a_task_with_the_same_message():
+    """One task x architecture check: the architectures with a depth head come from the registry."""
+    expected = ("deeplabv3.arch: deeplabv3 has no depth head, which task: seg_depth needs; "
+                f"architectures with one: {', '.join(sorted(ARCHS))}")
+    with pytest.raises(ConfigError) as built:
+        build_model("deeplabv3", NUM_CLASSES, task="seg_depth")
+    with pytest.raises(ConfigError) as validated:
+        params_from_dict({"task": "seg_depth", "models": {"deeplabv3": {"arch": "deeplabv3"}}})
+    assert str(built.value) == expected
+    assert str(validated.value) == f"params.yaml: models.{expected}"
 
 
 @pytest.mark.parametrize(("arch", "mode"), CASES)

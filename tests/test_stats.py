@@ -50,7 +50,7 @@ def test_per_image_counts_sum_to_the_confusion_matrix_scores():
     counts = per_image.counts()
     assert counts.shape == (5, 5, 3)
     expected = scores_from_confusion(whole.matrix.numpy())
-    assert stats.miou_from_counts(counts.sum(0)) == pytest.approx(expected.miou)  # class 4: absent, left out
+    assert stats.SCORE_RULES["miou"].compute(counts.sum(0)) == pytest.approx(expected.miou)  # class 4: absent, left out
     assert counts[..., 0].sum() + counts[..., 2].sum() == whole.matrix.sum()  # tp + fn: every non-ignored truth pixel
 
 
@@ -64,7 +64,7 @@ def test_per_image_depth_sums_give_the_split_rmse():
     errors.update(pred[3:].unsqueeze(1), truth[3:])
     sums = errors.per_image_sums()
     assert sums.shape == (6, 7) and sums[:, 6].sum() == errors.scores().pixels
-    assert stats.depth_rmse_from_sums(sums.sum(0)) == pytest.approx(errors.scores().rmse)
+    assert stats.SCORE_RULES["depth_rmse"].compute(sums.sum(0)) == pytest.approx(errors.scores().rmse)
 
 
 # --- the bootstrap ----------------------------------------------------------------------------------------

@@ -3,21 +3,22 @@ import pytest
 import torch
 from PIL import Image
 
-from segbench.data.sources.synthetic import class_names, generate, generate_sample, sample_rng
+from segbench.data.sources.scenes import class_names, generate_scene
+from segbench.data.sources.synthetic import generate, sample_rng
 from segbench.metrics import ConfusionMatrix
 
 
 def masks(split: str, n: int, seed: int = 0, size: int = 64, classes: int = 6) -> np.ndarray:
-    return np.stack([generate_sample(sample_rng(seed, split, i), size, size, classes)[1] for i in range(n)])
+    return np.stack([generate_scene(sample_rng(seed, split, i), size, size, classes).mask for i in range(n)])
 
 
 def test_same_seed_same_data_other_seed_other_data():
-    a = generate_sample(sample_rng(3, "train", 5), 48, 40, 6)
-    b = generate_sample(sample_rng(3, "train", 5), 48, 40, 6)
-    c = generate_sample(sample_rng(4, "train", 5), 48, 40, 6)
-    assert a[0].shape == (48, 40, 3) and a[1].shape == (48, 40)
-    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-    assert not np.array_equal(a[0], c[0])
+    a = generate_scene(sample_rng(3, "train", 5), 48, 40, 6)
+    b = generate_scene(sample_rng(3, "train", 5), 48, 40, 6)
+    c = generate_scene(sample_rng(4, "train", 5), 48, 40, 6)
+    assert a.image.shape == (48, 40, 3) and a.mask.shape == (48, 40) and a.depth.shape == (48, 40)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask) and np.array_equal(a.depth, b.depth)
+    assert not np.array_equal(a.image, c.image)
 
 
 def test_class_balance_is_strongly_imbalanced_with_a_rare_class():
@@ -40,9 +41,9 @@ def test_per_pixel_prior_scores_low_miou():
 def test_colour_alone_does_not_decide_the_class():
     # The best per-colour-bin rule (fit on train, scored on val) stays far from a good model.
     def pairs(split, n):
-        data = [generate_sample(sample_rng(0, split, i), 64, 64, 6) for i in range(n)]
-        img = np.stack([d[0] for d in data]).reshape(-1, 3) // 32  # 8 bins per channel
-        return img[:, 0] * 64 + img[:, 1] * 8 + img[:, 2], np.stack([d[1] for d in data]).ravel()
+        scenes = [generate_scene(sample_rng(0, split, i), 64, 64, 6) for i in range(n)]
+        img = np.stack([s.image for s in scenes]).reshape(-1, 3) // 32  # 8 bins per channel
+        return img[:, 0] * 64 + img[:, 1] * 8 + img[:, 2], np.stack([s.mask for s in scenes]).ravel()
 
     bins, labels = pairs("train", 150)
     votes = np.zeros((512, 6))
@@ -56,9 +57,10 @@ def test_colour_alone_does_not_decide_the_class():
 
 def test_generate_writes_lossless_files_matching_the_samples(tmp_path):
     generate(tmp_path, seed=1, sizes={"train": 3, "val": 1, "test": 1}, height=32, width=40, num_classes=4)
-    image, mask = generate_sample(sample_rng(1, "train", 2), 32, 40, 4)
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "train/images/00002.png")), image)
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "train/masks/00002.png")), mask)
+    scene = generate_scene(sample_rng(1, "train", 2), 32, 40, 4)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "train/images/00002.png")), scene.image)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "train/masks/00002.png")), scene.mask)
+    assert np.array_equal(np.load(tmp_path / "train/depths/00002.npy"), scene.depth)
     assert (tmp_path / "classes.json").read_text().strip() == '["background", "disk", "box", "triangle"]'
 
 

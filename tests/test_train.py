@@ -6,7 +6,8 @@ import pytest
 import torch
 from conftest import TINY_PARAMS
 
-import segbench.engine as train_module
+import segbench.engine as engine
+import segbench.training_run as training_run
 from segbench.config import TrainConfig, params_from_dict
 from segbench.data.preprocess import preprocess
 from segbench.data.sources.synthetic import generate
@@ -45,9 +46,17 @@ def cache(tmp_path_factory):
     return root / "processed"
 
 
-def run(cache, **train_overrides):
+def run(cache, log_dir=None, **train_overrides):
     params = tiny_params(**train_overrides)
-    return train(params.model("unet"), cache, seed=params.seed)
+    return train(params.model("unet"), cache, seed=params.seed, log_dir=log_dir)
+
+
+def logged(log_dir, metric: str) -> list[float]:
+    """The per-epoch values of `metric` in the run's train log (DVCLive's plots/metrics/<metric>.tsv)."""
+    rows = (log_dir / "plots" / "metrics" / f"{metric}.tsv").read_text().splitlines()[1:]
+    steps, values = zip(*(row.split("\t") for row in rows))
+    assert list(steps) == [str(i) for i in range(len(rows))]  # one row per epoch, in order
+    return [float(v) for v in values]
 
 
 def scripted_validation(monkeypatch, mious):
@@ -57,24 +66,26 @@ def scripted_validation(monkeypatch, mious):
     def fake(*args, **kwargs):
         return SimpleNamespace(scores={"miou": next(script)}, losses={"loss": 0.1})
 
-    monkeypatch.setattr(train_module, "run_evaluation", fake)
+    monkeypatch.setattr(engine, "run_evaluation", fake)
 
 
-def test_training_is_deterministic(cache):
-    a, b = run(cache, epochs=2), run(cache, epochs=2)
+def test_training_is_deterministic(cache, tmp_path):
+    a, b = run(cache, tmp_path / "a", epochs=2), run(cache, tmp_path / "b", epochs=2)
     assert a.metrics["best_val_miou"] == b.metrics["best_val_miou"]
-    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    losses = logged(tmp_path / "a", "train_loss")
+    assert len(losses) == 2 and losses == logged(tmp_path / "b", "train_loss")
+    assert losses[-1] == a.metrics["final_train_loss"]
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a.metrics["stopped_early"] == 0 and a.metrics["epochs"] == 2
     assert a.metrics["peak_rss_mb"] > 10 and "cuda_peak_allocated_mb" not in a.metrics  # peak training memory (CPU)
 
 
-def test_early_stopping_stops_and_records_it(cache, monkeypatch):
+def test_early_stopping_stops_and_records_it(cache, monkeypatch, tmp_path):
     scripted_validation(monkeypatch, [0.5, 0.6, 0.6, 0.55, 0.7, 0.8])
-    result = run(cache, epochs=6, patience=2, scheduler="none")
+    result = run(cache, tmp_path, epochs=6, patience=2, scheduler="none")
     assert result.metrics["stopped_early"] == 1
-    assert result.metrics["epochs"] == 4 == len(result.history)
+    assert result.metrics["epochs"] == 4 and logged(tmp_path, "val_miou") == [0.5, 0.6, 0.6, 0.55]
     assert result.metrics["best_epoch"] == 2 and result.metrics["best_val_miou"] == 0.6
 
 
@@ -126,17 +137,17 @@ def test_early_stopping_counter():
     assert stops(1, (True, False), last_epoch=2) == [False, False]  # the last epoch is no early stop
 
 
-def test_plateau_scheduler_gets_the_validation_miou(cache, monkeypatch):
+def test_plateau_scheduler_gets_the_validation_miou(cache, monkeypatch, tmp_path):
     scripted_validation(monkeypatch, [0.5] * 5)
-    result = run(cache, epochs=5, scheduler="plateau", lr=0.01)
-    lrs = [h["lr"] for h in result.history]
+    run(cache, tmp_path, epochs=5, scheduler="plateau", lr=0.01)
+    lrs = logged(tmp_path, "lr")
     # best at epoch 1, then 3 epochs without improvement > plateau patience 2: lr x 0.1 for epoch 5
     assert lrs[:4] == [0.01] * 4 and lrs[4] == pytest.approx(0.001)
 
 
-def test_onecycle_steps_per_batch(cache):
-    result = run(cache, epochs=2, scheduler="onecycle", lr=0.01)
-    lrs = [h["lr"] for h in result.history]
+def test_onecycle_steps_per_batch(cache, tmp_path):
+    run(cache, tmp_path, epochs=2, scheduler="onecycle", lr=0.01)
+    lrs = logged(tmp_path, "lr")
     assert lrs[0] == pytest.approx(0.01 / 25)  # OneCycleLR starts at max_lr / div_factor
     assert lrs[1] > lrs[0]  # warmed up within the first epoch's batches
 
@@ -213,7 +224,7 @@ def test_bad_training_settings_are_one_line_config_errors(key, value, needle):
 
 def test_channels_last_reaches_the_model(cache, monkeypatch):
     seen = []
-    real_build = train_module.build_model
+    real_build = training_run.build_model
 
     def build(*args, **kwargs):
         model = real_build(*args, **kwargs)
@@ -221,7 +232,7 @@ def test_channels_last_reaches_the_model(cache, monkeypatch):
             lambda mod, inputs: seen.append((mod.training, inputs[0].is_contiguous(memory_format=torch.channels_last))))
         return model
 
-    monkeypatch.setattr(train_module, "build_model", build)
+    monkeypatch.setattr(training_run, "build_model", build)
     run(cache, channels_last=True)
     training_calls = [cl for training, cl in seen if training]
     assert training_calls and all(training_calls)

@@ -57,8 +57,9 @@ def resume_path_for(checkpoint_path: str | Path) -> Path:
 
 # The code that decides what training computes (the train stage's code deps and what they use to
 # parse params, validate and pick the best epoch): a resume continues that computation, not an edited one.
-_TRAINING_CODE = ("engine.py", "state.py", "runtime.py", "tasks.py", "losses.py", "optim.py", "metrics.py", "evaluate.py",
-                  "checkpoint.py", "distributed.py", "config.py", "schema.py", "models", "data/dataset.py")
+_TRAINING_CODE = ("engine.py", "training_run.py", "state.py", "runtime.py", "tasks.py", "losses.py", "optim.py", "metrics.py",
+                  "evaluate.py", "checkpoint.py", "distributed.py", "config.py", "sections.py", "schema.py", "models",
+                  "data/dataset.py")
 
 
 def _source_digest() -> str:

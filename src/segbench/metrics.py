@@ -9,22 +9,34 @@ are dropped before counting.
 
 Average precision (ScoreHistogram) is one-vs-rest per class over the softmax scores of every
 non-ignored pixel; it is undefined (NaN) for a class absent from the truth and excluded from mAP.
+
+The arithmetic (counts -> scores) is numpy alone and is the one implementation of each score:
+the bootstrap (segbench.stats) recomputes mIoU and depth RMSE from resampled per-image counts
+with `miou_from_counts` and `depth_rmse_from_sums`. The accumulators take torch tensors but
+import torch only when used, so the aggregate and plot stages read this module without torch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ConfusionMatrix:
     def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        import torch
+
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch of predicted and true class indices (same shape)."""
+        import torch
+
         pred, target = pred.reshape(-1).to("cpu", torch.int64), target.reshape(-1).to("cpu", torch.int64)
         keep = (target != self.ignore_index) & (target >= 0) & (target < self.num_classes)
         idx = target[keep] * self.num_classes + pred[keep]
@@ -45,6 +57,8 @@ class PerImageCounts:
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """A batch of predicted and true class indices, N x H x W (first dimension: the image)."""
+        import torch
+
         c, n = self.num_classes, pred.shape[0]
         pred, target = pred.reshape(n, -1).to("cpu", torch.int64), target.reshape(n, -1).to("cpu", torch.int64)
         keep = (target != self.ignore_index) & (target >= 0) & (target < c)
@@ -58,7 +72,7 @@ class PerImageCounts:
         """[images, classes, 3] int64: tp, fp, fn."""
         if not self.rows:
             return np.zeros((0, self.num_classes, 3), np.int64)
-        return torch.cat(self.rows).numpy()
+        return np.concatenate([rows.numpy() for rows in self.rows])
 
 
 @dataclass(frozen=True)
@@ -72,15 +86,15 @@ class Scores:
 
     @property
     def miou(self) -> float:
-        return _nanmean(self.iou)
+        return float(mean_of_defined(self.iou))
 
     @property
     def mrecall(self) -> float:
-        return _nanmean(self.recall)
+        return float(mean_of_defined(self.recall))
 
     @property
     def mdice(self) -> float:
-        return _nanmean(self.dice)
+        return float(mean_of_defined(self.dice))
 
     @property
     def fwiou(self) -> float:
@@ -88,13 +102,24 @@ class Scores:
         return float((self.frequency[keep] * self.iou[keep]).sum() / max(self.frequency[keep].sum(), 1e-12))
 
 
-def _nanmean(values: np.ndarray) -> float:
-    return float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
+def mean_of_defined(values: np.ndarray) -> np.ndarray:
+    """The mean over the last axis (the classes) of the values that are defined (not NaN); NaN
+    where none is."""
+    values = np.asarray(values, np.float64)
+    defined = ~np.isnan(values)
+    total, count = np.where(defined, values, 0).sum(-1), defined.sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+
+
+def class_iou(tp: np.ndarray, union: np.ndarray) -> np.ndarray:
+    """Per class tp / union (union = tp + fp + fn), NaN where the union is empty (0 / 0)."""
+    return _ratio(tp, union)
 
 
 def scores_from_confusion(matrix: np.ndarray) -> Scores:
@@ -103,13 +128,20 @@ def scores_from_confusion(matrix: np.ndarray) -> Scores:
     truth, predicted = matrix.sum(1), matrix.sum(0)
     total = matrix.sum()
     return Scores(
-        iou=_ratio(tp, truth + predicted - tp),
+        iou=class_iou(tp, truth + predicted - tp),
         recall=_ratio(tp, truth),
         precision=_ratio(tp, predicted),
         dice=_ratio(2 * tp, truth + predicted),
         accuracy=float(tp.sum() / total) if total else float("nan"),
         frequency=truth / total if total else np.zeros_like(truth),
     )
+
+
+def miou_from_counts(counts: np.ndarray) -> np.ndarray:
+    """mIoU of per-class (tp, fp, fn) pixel counts [..., classes, 3] (PerImageCounts' layout, summed
+    over images), as `Scores.miou` gives it from the confusion matrix of the same pixels."""
+    counts = np.asarray(counts, np.float64)
+    return mean_of_defined(class_iou(counts[..., 0], counts.sum(-1)))
 
 
 class ScoreHistogram:
@@ -122,12 +154,16 @@ class ScoreHistogram:
     """
 
     def __init__(self, num_classes: int, ignore_index: int = 255, bins: int = 1000) -> None:
+        import torch
+
         self.num_classes, self.ignore_index, self.bins = num_classes, ignore_index, bins
         # [class, bin, is_positive]
         self.counts = torch.zeros(num_classes, bins, 2, dtype=torch.int64)
 
     def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch: probs N x C x ... (softmax scores in [0, 1]), target N x ... class indices."""
+        import torch
+
         c = self.num_classes
         probs = probs.detach().to("cpu", torch.float32).movedim(1, -1).reshape(-1, c)
         target = target.reshape(-1).to("cpu", torch.int64)
@@ -144,7 +180,7 @@ class ScoreHistogram:
         return np.array([average_precision_from_counts(counts[k, :, 1], counts[k, :, 0]) for k in range(self.num_classes)])
 
     def map(self) -> float:
-        return _nanmean(self.average_precision())
+        return float(mean_of_defined(self.average_precision()))
 
 
 def average_precision_from_counts(positives: np.ndarray, negatives: np.ndarray) -> float:
@@ -202,6 +238,8 @@ class DepthErrors:
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """pred and target in metres, the same number of elements per image (first dimension: the
         image); target 0 (or less) is not counted."""
+        import torch
+
         n = target.shape[0] if target.dim() > 1 else 1
         pred = pred.detach().reshape(n, -1).to("cpu", torch.float64)
         target = target.detach().reshape(n, -1).to("cpu", torch.float64)
@@ -218,12 +256,28 @@ class DepthErrors:
             self.rows.append(per_image)
 
     def per_image_sums(self) -> np.ndarray:
-        """[images, 7]: squared error, |error|, |error| / truth, delta1..3 counts, valid pixels."""
+        """[images, 7]: squared error, |error|, |error| / truth, delta1..3 counts, valid pixels.
+        Summed over any images, `depth_scores_from_sums` gives their scores."""
         return np.concatenate(self.rows) if self.rows else np.zeros((0, 7), np.float64)
 
     def scores(self) -> DepthScores:
-        if self.pixels == 0:
-            nan = float("nan")
-            return DepthScores(nan, nan, nan, nan, nan, nan, 0)
-        sq, ab, rel, d1, d2, d3 = self.sums / self.pixels
-        return DepthScores(float(np.sqrt(sq)), float(ab), float(rel), float(d1), float(d2), float(d3), self.pixels)
+        return depth_scores_from_sums(np.append(self.sums, self.pixels))
+
+
+def depth_rmse_from_sums(sums: np.ndarray) -> np.ndarray:
+    """RMSE in metres from depth sums [..., 7] (DepthErrors' per-image layout, summed over images);
+    NaN where there is no valid pixel."""
+    sums = np.asarray(sums, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sums[..., 6] > 0, np.sqrt(sums[..., 0] / np.maximum(sums[..., 6], 1)), np.nan)
+
+
+def depth_scores_from_sums(sums: np.ndarray) -> DepthScores:
+    """Every depth score from one row of depth sums [7] (see `depth_rmse_from_sums`)."""
+    sums = np.asarray(sums, np.float64)
+    pixels = int(sums[6])
+    if pixels == 0:
+        nan = float("nan")
+        return DepthScores(nan, nan, nan, nan, nan, nan, 0)
+    ab, rel, d1, d2, d3 = sums[1:6] / pixels
+    return DepthScores(float(depth_rmse_from_sums(sums)), float(ab), float(rel), float(d1), float(d2), float(d3), pixels)

@@ -21,7 +21,8 @@ from torch import nn
 
 from .backends import BackendUnavailable, agreement, prepare
 from .config import ProfileConfig
-from .environment import ContentionMonitor, fingerprint, peak_rss_mb, wait_for_quiet
+from .contention import ContentionMonitor, wait_for_quiet
+from .environment import fingerprint, peak_rss_mb
 from .errors import ResourceError, SegbenchError, first_line
 from .io import state_dict_bytes
 from .keys import BACKEND_TAGS, PRECISION_TAGS, LatencyKey, agreement_keys, setup_key, size_tag, throughput_key

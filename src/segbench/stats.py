@@ -1,7 +1,8 @@
 """Uncertainty of the scores: seed replicates and the test set, and paired comparisons.
 
-A leaf module (numpy and scipy only): the aggregate stage summarises each model's seeds with it,
-the plot stage compares models with it. The method, in the README's words too:
+Numpy, scipy and segbench.metrics' score arithmetic (torch-free): the aggregate stage summarises
+each model's seeds with it, the plot stage compares models with it. The method, in the README's
+words too:
 
 - **Over seeds** (`summarize`): mean, sample standard deviation (n - 1), n and the 95% Student-t
   interval mean +- t(0.975, n - 1) * sd / sqrt(n). One seed has no interval (null).
@@ -22,8 +23,11 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+
+from .metrics import depth_rmse_from_sums, miou_from_counts
 
 CONFIDENCE = 0.95
 
@@ -67,29 +71,9 @@ def mean_of(value) -> float:
 
 
 # --- scores from per-image statistics -------------------------------------------------------------
-# mask_counts: [..., images, classes, 3] = (tp, fp, fn) pixel counts per class.
-# depth_sums:  [..., images, 7] = (squared error, |error|, |error| / truth, delta1..3 counts, pixels).
-
-def miou_from_counts(counts: np.ndarray) -> np.ndarray:
-    """mIoU of summed counts [..., classes, 3]: the mean over classes of tp / (tp + fp + fn), a class
-    with nothing in truth or prediction (0 / 0) left out, as segbench.metrics does."""
-    counts = np.asarray(counts, np.float64)
-    tp, union = counts[..., 0], counts.sum(-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
-    defined = ~np.isnan(iou)
-    total = np.where(defined, iou, 0).sum(-1)
-    count = defined.sum(-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def depth_rmse_from_sums(sums: np.ndarray) -> np.ndarray:
-    """Depth RMSE (metres) of summed per-image depth sums [..., 7]."""
-    sums = np.asarray(sums, np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(sums[..., 6] > 0, np.sqrt(sums[..., 0] / np.maximum(sums[..., 6], 1)), np.nan)
-
+# The per-image arrays and the arithmetic that turns their sums into a score are segbench.metrics'
+# (mask_counts: [..., images, classes, (tp, fp, fn)]; depth_sums: [..., images, 7]), so a resample's
+# score is computed exactly as the whole split's.
 
 @dataclass(frozen=True)
 class ScoreRule:
@@ -98,12 +82,14 @@ class ScoreRule:
     name: str
     array: str
     higher_is_better: bool
+    from_sums: Callable[[np.ndarray], np.ndarray]  # the array summed over images [..., ...] -> the score [...]
 
     def compute(self, summed: np.ndarray) -> np.ndarray:
-        return miou_from_counts(summed) if self.array == "mask_counts" else depth_rmse_from_sums(summed)
+        return self.from_sums(summed)
 
 
-SCORE_RULES = {"miou": ScoreRule("miou", "mask_counts", True), "depth_rmse": ScoreRule("depth_rmse", "depth_sums", False)}
+SCORE_RULES = {"miou": ScoreRule("miou", "mask_counts", True, miou_from_counts),
+               "depth_rmse": ScoreRule("depth_rmse", "depth_sums", False, depth_rmse_from_sums)}
 
 
 def bootstrap_weights(n_images: int, resamples: int, seed: int) -> np.ndarray:

@@ -35,7 +35,7 @@ def _report(model: str, result: dict, batch_size: int) -> None:
         print(f"segbench: warning: the machine stayed busy for {result['quiet_wait_s']:.0f} s (profile.quiet_wait_s); "
               f"profiling {model} anyway", file=sys.stderr)
     if result["contention"]["contended"]:
-        from ..environment import contention_warning
+        from ..contention import contention_warning
 
         print(contention_warning(result["contention"], f"profiling {model}"), file=sys.stderr)
     eager = [key for key in latency_keys(result, "cpu") if not key.tag]

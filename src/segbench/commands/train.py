@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> None:
 
 def _report(model: str, seed: int, metrics: dict, world_size: int) -> None:
     if metrics["contention"]["contended"]:
-        from ..environment import contention_warning
+        from ..contention import contention_warning
 
         print(contention_warning(metrics["contention"], f"training {model} seed {seed}"), file=sys.stderr)
     ranks = f" on {world_size} processes" if world_size > 1 else ""

@@ -8,7 +8,7 @@ dataclass and one `declare_model` line in `options` (torch-free: validating para
 torch; the module is imported on the first build). Every model maps (N, 3, H, W) images, any H and W, to named outputs (a dict, as
 torchvision's segmentation models return): `{"out": N x num_classes x H x W logits}`.
 
-Under `task: seg_depth` (architectures registered with that task, see `depth_archs`) the dict
+Under `task: seg_depth` (architectures registered with that task: `archs_for("seg_depth")`) the dict
 also holds `"depth"`, N x 1 x H x W in metres; the depth head's mean and std come from
 `set_depth_statistics` (see `multitask`).
 """
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from ..schema import to_dict
 from .options import DEPTH_DECODERS  # noqa: F401  (importing options declares every built-in architecture)
-from .registry import MODELS, ModelEntry, archs_for, builder, known_tasks, model_entry, parse_model_options, register_model  # noqa: F401
+from .registry import MODELS, ModelEntry, archs_for, builder, check_task, parse_model_options, register_model  # noqa: F401
 
 if TYPE_CHECKING:
     from torch import nn
@@ -34,30 +34,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def depth_archs() -> list[str]:
-    """Architectures that can be built for task seg_depth (they have a depth head)."""
-    return archs_for("seg_depth")
-
-
 def validate_model_options(arch: Any, options: dict, where: str) -> dict[str, Any]:
     """Check a params.yaml model entry; returns its options with defaults filled in."""
     return to_dict(parse_model_options(arch, options, where))
-
-
-def check_task(arch: Any, task: Any) -> None:
-    """ConfigError unless `arch` can be built for `task`."""
-    tasks = known_tasks()
-    if task not in tasks:
-        raise ConfigError(f"task: {task!r} is not valid; expected {' or '.join(tasks)}")
-    if task not in model_entry(arch, str(arch)).tasks:
-        raise ConfigError(f"{arch}: no head for task {task}; architectures with one: {', '.join(archs_for(task))}")
 
 
 def build_model(arch: str, num_classes: int, task: str = "segmentation", **options: Any) -> nn.Module:
     """The model returns `{"out": logits}`, plus `"depth"` for task seg_depth (module docstring)."""
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes: {num_classes!r} is not valid; expected an integer >= 1")
-    check_task(arch, task)
+    check_task(arch, task, str(arch))
     opts = parse_model_options(arch, options, arch)
     build = builder(arch)
     return build(num_classes, opts, task) if len(MODELS.get(arch).tasks) > 1 else build(num_classes, opts)

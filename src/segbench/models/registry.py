@@ -10,7 +10,8 @@ Built-in architectures are *declared* in `options` (name, options, tasks and the
 builds them: no torch), and their module is imported on the first build, where
 `register_model` attaches the builder. An architecture defined at run time (a plugin, a test)
 calls `register_model` with its options and is declared and built at once. Nothing here
-imports a model module, torch, the config or the task objects.
+imports a model module, torch, the config or the task objects (only the tasks' torch-free
+declarations in segbench.catalog).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from ..catalog import TASKS
 from ..errors import ConfigError
 from ..registry import Registry
 from ..schema import parse
@@ -86,6 +88,18 @@ def known_tasks() -> list[str]:
 def archs_for(task: str) -> list[str]:
     """Architectures that can be built for `task`."""
     return [name for name in MODELS.names() if task in MODELS.get(name).tasks]
+
+
+def check_task(arch: Any, task: Any, where: str = "model") -> None:
+    """ConfigError unless `arch` has a head for `task`: the one check of task x architecture, for
+    params validation (`where`: the model's key) and `build_model` alike."""
+    tasks = known_tasks()
+    if task not in tasks:
+        raise ConfigError(f"task: {task!r} is not valid; expected {' or '.join(tasks)}")
+    if task not in model_entry(arch, where).tasks:
+        head = TASKS[task].outputs[-1] if task in TASKS else task  # the output only that task's models have
+        raise ConfigError(f"{where}.arch: {arch} has no {head} head, which task: {task} needs; "
+                          f"architectures with one: {', '.join(archs_for(task))}")
 
 
 def model_entry(arch: Any, where: str = "model") -> ModelEntry:

@@ -7,7 +7,10 @@ picklable (module-level functions or functools.partial of them): preprocess runs
 worker processes.
 
 The embedded default (`synthetic`) also has `generate(params, dest)`: it writes its files
-instead of downloading them.
+instead of downloading them (its scenes are drawn in scenes.py).
+
+What `data.<dataset>:` may say in params.yaml is declared in options.py, torch-free, beside
+the layouts that read it (as models/options.py declares the architectures' options).
 """
 from .base import (IMAGE_EXTENSIONS, SOURCES, SPLITS, RawDataset, Sample, Source,  # noqa: F401
                    ignore_index_problem, list_images, locate, pair_by_stem, read_rgb)
