@@ -111,9 +111,11 @@ def test_plot_matches_paths():
 
 # --- deps: exactly the modules a stage imports ---------------------------------------------------------
 
-# Modules that import others by name at run time (importlib), and the package whose modules they may load:
-# a stage that loads one depends on that whole package (a folder dep).
-DYNAMIC = {"segbench.models.registry": "segbench.models"}
+# A model family's module is imported by name (importlib, segbench.models.registry) on its first build:
+# a stage whose code calls build_model depends on every module of the models package (a folder dep).
+# Params validation's batch-size probe (segbench.models.batch_norm_problem, batch size 1 only) builds a
+# model too, but it can only refuse the params, never change a stage's outputs: not counted.
+BUILDS_MODELS = "build_model"
 
 
 def module_file(name: str) -> Path | None:
@@ -144,6 +146,11 @@ def imported(nodes, package: str) -> set[str]:
     return {name for name in found if name.split(".")[0] == "segbench" and module_file(name)}
 
 
+def builds_models(nodes) -> bool:
+    return any(isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == BUILDS_MODELS
+               for n in nodes)
+
+
 def package_modules(package: str) -> set[str]:
     folder = module_file(package).parent
     return {".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__") for p in folder.rglob("*.py")}
@@ -159,9 +166,9 @@ def import_closure(script: Path) -> set[str]:
             continue
         seen.add(name)
         path = module_file(name)
-        todo += imported(runtime_nodes(ast.parse(path.read_text())), name if path.name == "__init__.py" else
-                         name.rpartition(".")[0])
-        todo += package_modules(DYNAMIC[name]) if name in DYNAMIC else []
+        nodes = runtime_nodes(ast.parse(path.read_text()))
+        todo += imported(nodes, name if path.name == "__init__.py" else name.rpartition(".")[0])
+        todo += package_modules("segbench.models") if builds_models(nodes) and name != "segbench.models" else []
     return {module_file(name).relative_to(REPO).as_posix() for name in seen}
 
 
