@@ -12,6 +12,12 @@
    seed shifting every class's hit rate): two identical configurations must come out tied in
    >= 95% of independent repeats; a configuration planted to be better by a known margin must
    come out better. Also shown: what the image bootstrap alone (no seed term) would say.
+3. `segbench diff` calibration (segbench.diff's own row functions): revision A and revision B
+   run the same configuration with other training seeds on the same test set; B must say "no
+   detectable change" for >= 95% of repeats, with both of diff's methods (the paired bootstrap
+   over per-image files, and the Welch interval over per-seed values when those are missing).
+   A planted margin must come out "better". Also: how often a diff of 7 unchanged models flags
+   at least one as "worse" (what `--fail-on worse` would do without any real change).
 Prints the figures; asserts nothing.
 """
 from __future__ import annotations
@@ -104,6 +110,45 @@ def calibration(margin: float, seeds: int, repeats: int, resamples: int) -> dict
     return {k: v / repeats for k, v in counts.items()}
 
 
+def diff_calibration(margin: float, seeds: int, repeats: int, resamples: int, models: int = 1) -> dict[str, float]:
+    """Shares of repeats in which `segbench diff` (segbench.diff) calls B against A each verdict."""
+    from segbench import diff, diff_rows
+
+    rng = np.random.default_rng(7)
+    rule = stats.SCORE_RULES["miou"]
+    counts = {"paired_same": 0, "paired_better": 0, "welch_same": 0, "welch_better": 0, "any_worse": 0, "diff": 0.0}
+    for r in range(repeats):
+        truth = rng.integers(50, 800, (80, 6)) * (rng.random((80, 6)) < 0.7)
+        effect = rng.normal(0, 0.8, (80, 1))
+        weights = stats.bootstrap_weights(80, resamples, seed=r)
+        verdicts = []
+        for _ in range(models):
+            a = simulated_config(rng, truth, effect, 0.0, seeds)  # revision A's training seeds
+            b = simulated_config(rng, truth, effect, margin, seeds)  # revision B: other seeds, maybe a planted margin
+            paired = diff.paired_row("miou", "mIoU", rule, a, b, lambda n, w=weights: w)
+            welch = diff_rows.seed_row("miou", "mIoU", list(rule.compute(a.sum(1))), list(rule.compute(b.sum(1))), True)
+            verdicts.append(paired.verdict)
+        counts["paired_same"] += paired.verdict == diff_rows.SAME
+        counts["paired_better"] += paired.verdict == diff_rows.BETTER
+        counts["welch_same"] += welch.verdict == diff_rows.SAME
+        counts["welch_better"] += welch.verdict == diff_rows.BETTER
+        counts["any_worse"] += diff_rows.WORSE in verdicts
+        counts["diff"] += paired.diff
+    return {k: v / repeats for k, v in counts.items()}
+
+
+def print_diff_calibration(repeats: int) -> None:
+    print(f"segbench diff calibration: {repeats} repeats, 80 test images, 1000 resamples; A and B with other seeds")
+    for margin, seeds in ((0.0, 3), (0.0, 5), (0.15, 3), (0.3, 3)):
+        start = time.perf_counter()
+        share = diff_calibration(margin, seeds, repeats, 1000)
+        print(f"  margin {margin:<4} seeds {seeds}: mean mIoU B - A {share['diff']:+.4f}; paired bootstrap: no detectable "
+              f"change {share['paired_same']:.3f}, better {share['paired_better']:.3f}; Welch over seeds: no detectable "
+              f"change {share['welch_same']:.3f}, better {share['welch_better']:.3f} ({time.perf_counter() - start:.1f} s)")
+    share = diff_calibration(0.0, 3, repeats, 1000, models=7)
+    print(f"  7 unchanged models, 3 seeds: a diff flags at least one as worse in {share['any_worse']:.3f} of repeats")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=7)
@@ -111,7 +156,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=80)
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--only-diff", action="store_true", help="only the `segbench diff` calibration")
     args = parser.parse_args()
+    if args.only_diff:
+        print_diff_calibration(args.repeats)
+        return
     speed(args)
     print(f"calibration: {args.repeats} independent repeats, 80 images, 1000 resamples each")
     for margin, seeds in ((0.0, 3), (0.0, 5), (0.0, 1), (0.15, 3), (0.3, 3)):
@@ -119,6 +168,7 @@ def main() -> None:
         share = calibration(margin, seeds, args.repeats, 1000)
         print(f"  margin {margin:<4} seeds {seeds}: tied {share['tied']:.3f}, found better {share['better']:.3f}, "
               f"image bootstrap alone tied {share['image_only_tied']:.3f} ({time.perf_counter() - start:.1f} s)")
+    print_diff_calibration(args.repeats)
 
 
 if __name__ == "__main__":

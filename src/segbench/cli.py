@@ -18,7 +18,8 @@ from .commands.common import add_params_option, run_command
 # command -> module of segbench.commands, in the order `segbench --help` lists them
 COMMANDS = {"check": "check", "download": "download", "preprocess": "preprocess", "train": "train",
             "evaluate": "evaluate", "aggregate": "aggregate", "profile": "profile", "plot": "plot",
-            "html-template": "html_template", "generate": "generate"}
+            "html-template": "html_template", "generate": "generate",
+            "diff": "diff"}
 
 
 def build_parser() -> argparse.ArgumentParser:
