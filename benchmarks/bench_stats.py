@@ -12,7 +12,7 @@
    seed shifting every class's hit rate): two identical configurations must come out tied in
    >= 95% of independent repeats; a configuration planted to be better by a known margin must
    come out better. Also shown: what the image bootstrap alone (no seed term) would say.
-3. `segbench diff` calibration (segbench.diff's own row functions): revision A and revision B
+3. `segbench diff` calibration (segbench.revisions.quality and rows): revision A and revision B
    run the same configuration with other training seeds on the same test set; B must say "no
    detectable change" for >= 95% of repeats, with both of diff's methods (the paired bootstrap
    over per-image files, and the Welch interval over per-seed values when those are missing).
@@ -111,8 +111,9 @@ def calibration(margin: float, seeds: int, repeats: int, resamples: int) -> dict
 
 
 def diff_calibration(margin: float, seeds: int, repeats: int, resamples: int, models: int = 1) -> dict[str, float]:
-    """Shares of repeats in which `segbench diff` (segbench.diff) calls B against A each verdict."""
-    from segbench import diff, diff_rows
+    """Shares of repeats in which `segbench diff` (segbench.revisions) calls B against A each verdict."""
+    from segbench.revisions import quality as diff
+    from segbench.revisions import rows as diff_rows
 
     rng = np.random.default_rng(7)
     rule = stats.SCORE_RULES["miou"]

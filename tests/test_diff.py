@@ -22,13 +22,14 @@ import pytest
 import yaml
 from fake_run import ENV, QUIET, eval_report, per_image_counts, write_json
 
-from segbench import diff_rows, stats
+from segbench import stats
 from segbench.aggregate import aggregate_reports
 from segbench.cli import main
-from segbench.diff import Evidence, quality_rows
-from segbench.diff_costs import cost_rows
 from segbench.keys import LatencyKey, throughput_key
-from segbench.revisions import ModelMetrics
+from segbench.revisions import rows as diff_rows
+from segbench.revisions.costs import cost_rows
+from segbench.revisions.quality import Evidence, quality_rows
+from segbench.revisions.read import ModelMetrics
 
 SEEDS = [0, 1, 2]
 BASE = {"big": (0.95, 0.85), "small": (0.85, 0.65), "twin": (0.85, 0.65), "worse": (0.7, 0.4)}

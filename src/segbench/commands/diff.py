@@ -32,9 +32,9 @@ def _resamples(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> None:
-    from .. import diff_render as render
-    from ..revision_diff import compare_experiments, compare_revisions
-    from ..revisions import RevisionError
+    from ..revisions import render
+    from ..revisions.compare import compare_experiments, compare_revisions
+    from ..revisions.read import RevisionError
 
     if args.exps:
         if args.b != "workspace":

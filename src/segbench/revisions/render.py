@@ -1,15 +1,15 @@
 """`segbench diff` as text: a terminal table, Markdown for a pull request, JSON for programs.
 
-Reads a segbench.diff.RevisionDiff (or the experiments' summaries) and formats; decides nothing.
+Reads a segbench.revisions.quality.RevisionDiff (or the experiments' summaries) and formats; decides nothing.
 """
 from __future__ import annotations
 
 import json
 import math
 
-from .diff import HEADLINE, PAIRED, SCORES, WELCH, ExperimentSummary, ModelDiff, RevisionDiff
-from .diff_costs import HEADLINE_COSTS
-from .diff_rows import BETTER, NO_INTERVAL, NOT_COMPARABLE, SAME, VERDICTS, WORSE, Row
+from .costs import HEADLINE_COSTS
+from .quality import HEADLINE, PAIRED, SCORES, WELCH, ExperimentSummary, ModelDiff, RevisionDiff
+from .rows import BETTER, NO_INTERVAL, NOT_COMPARABLE, SAME, VERDICTS, WORSE, Row
 
 NONE = "—"
 METHODS = {PAIRED: "paired bootstrap over the common test images + seed variance (mIoU, depth RMSE; other scores: Welch "

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 
-from .diff_rows import NO_INTERVAL, NOT_COMPARABLE, SAME, Row, exact_row, not_comparable, number, seed_row, verdict_of
-from .environment import env_differences, fingerprint_id, recorded_fingerprints
-from .keys import LatencyKey, latency_keys, size_tag, throughput_key
-from .revisions import ModelMetrics
+from ..environment import env_differences, fingerprint_id, recorded_fingerprints
+from ..keys import LatencyKey, latency_keys, size_tag, throughput_key
+from .read import ModelMetrics
+from .rows import NO_INTERVAL, NOT_COMPARABLE, SAME, Row, exact_row, not_comparable, number, seed_row, verdict_of
 
 STATIC_COSTS = {"params": "parameters", "size_mb": "size (MB)", "gflops": "GFLOPs", "gmacs": "GMACs"}
 TRAINING_COSTS = {"train_time_s": "training time per seed (s)", "time_per_epoch_s": "time per epoch (s)",

@@ -4,7 +4,7 @@ A revision is a git commit, branch or tag, a DVC experiment name (a git ref unde
 resolved by DVC's own `dvc.scm.resolve_rev`, as `dvc metrics diff` does), or the workspace.
 The JSON metrics and params.yaml are in git, so they are read from the commit's tree
 (scmrepo's GitFileSystem, the one DVC uses); the per-image statistics are DVC outputs, read by
-segbench.revision_arrays. Nothing here imports torch, and DVC only when a name must be resolved.
+segbench.revisions.arrays. Nothing here imports torch, and DVC only when a name must be resolved.
 
 A revision's models are those its params.yaml lists (metrics of a model it no longer lists are
 left-overs, ignored); a listed model without any metrics file has not been run there. A model
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import paths
-from .errors import SegbenchError
+from .. import paths
+from ..errors import SegbenchError
 
 WORKSPACE = "workspace"
 

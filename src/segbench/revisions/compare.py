@@ -1,15 +1,15 @@
 """`segbench diff`'s library entry points: load two revisions (or every experiment and a baseline)
-and compare them with segbench.diff. Reads only what the comparison needs: the per-image files of
+and compare them with segbench.revisions.quality. Reads only what the comparison needs: the per-image files of
 the models both revisions hold, and dvc.lock only when those are missing.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .diff import Evidence, ExperimentSummary, RevisionDiff, diff_revisions, summarize_experiment
-from .diff_params import file_changes
-from .revision_arrays import PerImageReader
-from .revisions import Revision, RevisionData, RevisionError, evaluated_data, open_scm, read_revision, resolve, shared_models
+from .arrays import PerImageReader
+from .params import file_changes
+from .quality import Evidence, ExperimentSummary, RevisionDiff, diff_revisions, summarize_experiment
+from .read import Revision, RevisionData, RevisionError, evaluated_data, open_scm, read_revision, resolve, shared_models
 
 DEFAULT_RESAMPLES, DEFAULT_BOOTSTRAP_SEED = 2000, 0
 

@@ -1,6 +1,6 @@
 """Two revisions of one benchmark compared: per model, which scores and costs changed beyond noise.
 
-Pure logic on loaded data (segbench.revisions reads it; segbench.diff_render prints it). Per model
+Pure logic on loaded data (segbench.revisions.read reads it; segbench.revisions.render prints it). Per model
 present in both revisions:
 
 - **Scores** (mIoU, mRecall, accuracy, mDice, fwIoU, mAP; depth ones with task seg_depth): B - A
@@ -11,7 +11,7 @@ present in both revisions:
   without per-image files, gets the Welch interval over the per-seed values in git.
 - **Not comparable** scores: another task, another class list, another test set (the true pixels
   per image and class differ; without per-image files, the data the evaluate stages read differ).
-- **Costs**: segbench.diff_costs. **Inputs**: segbench.diff_params.
+- **Costs**: segbench.revisions.costs. **Inputs**: segbench.revisions.params.
 
 A model's verdict is its headline scores' (mIoU; and depth RMSE with seg_depth): worse when one is
 significantly worse, better when one is significantly better and none worse.
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .diff_costs import cost_rows, timing_differences
-from .diff_params import ParamChange, model_changes
-from .diff_rows import BETTER, NO_INTERVAL, NOT_COMPARABLE, SAME, WORSE, Row, from_comparison, not_comparable, number, seed_row
-from .revisions import ModelMetrics, Revision, RevisionData
-from .stats import SCORE_RULES, bootstrap_weights, compare, seed_mean_scores
+from ..stats import SCORE_RULES, bootstrap_weights, compare, seed_mean_scores
+from .costs import cost_rows, timing_differences
+from .params import ParamChange, model_changes
+from .read import ModelMetrics, Revision, RevisionData
+from .rows import BETTER, NO_INTERVAL, NOT_COMPARABLE, SAME, WORSE, Row, from_comparison, not_comparable, number, seed_row
 
 # score -> (label, higher is better)
 SCORES = {"miou": ("mIoU", True), "mrecall": ("mRecall", True), "accuracy": ("accuracy", True), "mdice": ("mDice", True),
@@ -42,7 +42,7 @@ PAIRED, WELCH = "paired bootstrap", "Welch over seeds"
 class Evidence:
     """What a model's comparison may use beyond its metrics in git."""
 
-    arrays_a: dict[str, np.ndarray] | None = None  # per-image statistics [seeds, images, ...] (revision_arrays)
+    arrays_a: dict[str, np.ndarray] | None = None  # per-image statistics [seeds, images, ...] (revisions.arrays)
     arrays_b: dict[str, np.ndarray] | None = None
     missing: str = ""                               # why they are not both there
     data_a: set[str] | None = None                  # the evaluated data's hash (dvc.lock), for the fallback

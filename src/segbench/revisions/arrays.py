@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
-from .revisions import Revision
+from .. import paths
+from .read import Revision
 
 ARRAYS = ("mask_counts", "depth_sums")
 

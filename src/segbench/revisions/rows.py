@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .stats import Comparison, compare
+from ..stats import Comparison, compare
 
 BETTER, WORSE, SAME, NOT_COMPARABLE, NO_INTERVAL = "better", "worse", "no detectable change", "not comparable", "no interval"
 VERDICTS = (BETTER, WORSE, SAME, NOT_COMPARABLE, NO_INTERVAL)
