@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,76 @@ def print_diff_calibration(repeats: int) -> None:
     print(f"  7 unchanged models, 3 seeds: a diff flags at least one as worse in {share['any_worse']:.3f} of repeats")
 
 
+def test_set(rng, images: int = 80):
+    return rng.integers(50, 800, (images, 6)) * (rng.random((images, 6)) < 0.7), rng.normal(0, 0.8, (images, 1))
+
+
+def k_model_calibration(repeats: int, margin: float) -> None:
+    """The plausibly-best set (Holm) and the verdicts over k models (segbench.comparison.compare_scores)."""
+    rng = np.random.default_rng(11)
+    planted = (0.3, 0.25, 0.2, 0.0, -0.3)  # model0 is truly best, model1 close behind
+    covered = fwer = 0
+    for _ in range(repeats):
+        truth, effect = test_set(rng)
+        per_image = {f"m{i}": {"mask_counts": simulated_config(rng, truth, effect, d, 3)} for i, d in enumerate(planted)}
+        covered += "m0" in compare_scores(per_image, 1000, 0, margin)["miou"].best_set
+        per_image = {f"m{i}": {"mask_counts": simulated_config(rng, truth, effect, 0.0, 3)} for i in range(7)}
+        fwer += len(compare_scores(per_image, 1000, 0, margin)["miou"].best_set) < 7
+    print(f"  plausibly-best set holds the true best (5 models, 3 seeds): {covered / repeats:.3f} (target >= 0.95)")
+    print(f"  7 identical models, 3 seeds: any called worse after Holm {fwer / repeats:.3f} (target <= 0.05)")
+
+
+def equivalence_calibration(repeats: int, margin: float, seed_sd: float = 0.05) -> None:
+    """Two truly equal configurations: how often they are called equivalent as seeds grow."""
+    rng = np.random.default_rng(12)
+    for seeds in (3, 10, 30):
+        words = {"equivalent": 0, "inconclusive": 0, "worse": 0}
+        for _ in range(repeats):
+            truth, effect = test_set(rng, 400)
+            per_image = {m: {"mask_counts": simulated_config(rng, truth, effect, 0.0, seeds, seed_sd, 0.1)} for m in "ab"}
+            result = compare_scores(per_image, 500, 0, margin)["miou"]
+            words[result.verdicts[next(m for m in "ab" if m != result.best)]] += 1
+        print(f"  equal models, 400 images, {seeds:>2} seeds (seed sd {seed_sd} logit): " +
+              ", ".join(f"{w} {n / repeats:.3f}" for w, n in words.items()) + f" (margin {margin})")
+
+
+def significant_share(rng, planted: float, seeds: int, repeats: int, seed_sd: float) -> tuple[float, list]:
+    hits, estimates = 0, []
+    for _ in range(repeats):
+        truth, effect = test_set(rng)
+        per_image = {m: {"mask_counts": simulated_config(rng, truth, effect, d, seeds, seed_sd)}
+                     for m, d in (("a", planted), ("b", 0.0))}
+        result = compare_scores(per_image, 500, 0)["miou"]
+        hits += result.best == "a" and result.vs_best["b"].significant
+        c = result.vs_best["b"] if result.best == "a" else result.vs_best["a"]
+        estimates.append((stats.seeds_needed(c), c))
+    return hits / repeats, estimates
+
+
+def seeds_needed_calibration(repeats: int, planted: float = 0.12, seed_sd: float = 0.3) -> None:
+    """The estimate from a 3-seed pilot against the seeds at which the simulation reached 80% power."""
+    rng = np.random.default_rng(13)
+    _, pilots = significant_share(rng, planted, 3, repeats, seed_sd)
+    estimates = [e for e, _ in pilots]
+    finite = [e for e in estimates if e is not None]
+    true_diff = float(np.mean([abs(c.diff) for _, c in pilots]))  # the pilots' mean |difference|: near the true one
+    at_true = [stats.seeds_needed(replace(c, diff=true_diff)) for _, c in pilots]
+    at_true = float(np.median([e for e in at_true if e is not None]))
+    estimate = float(np.median(finite)) if finite else float("nan")
+    needed, powers = None, []
+    for seeds in (2, 3, 4, 6, 8, 10, 12, 16, 20, 25, 30):
+        power, _ = significant_share(rng, planted, seeds, repeats, seed_sd)
+        powers.append(f"{seeds}: {power:.2f}")
+        if power >= 0.8:
+            needed = seeds
+            break
+    print(f"  planted {planted} logit, seed sd {seed_sd}: power by seeds {', '.join(powers)}")
+    print(f"  seeds needed: pilot (3 seeds) median estimate {estimate:.1f} (quartiles "
+          f"{np.percentile(finite, 25):.0f}-{np.percentile(finite, 75):.0f}, none {estimates.count(None)}/{repeats}); "
+          f"simulation reached 80% at {needed}; ratio {estimate / needed if needed else float('nan'):.2f} (target 1/1.5-1.5); "
+          f"with the pilots' variances but the mean |difference| {true_diff:.4f}: {at_true:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=7)
@@ -158,9 +229,14 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--only-diff", action="store_true", help="only the `segbench diff` calibration")
+    parser.add_argument("--only-k", action="store_true", help="only the k-model calibration (set, verdicts, seeds)")
+    parser.add_argument("--margin", type=float, default=0.01, help="plot.equivalence_margin")
     args = parser.parse_args()
     if args.only_diff:
         print_diff_calibration(args.repeats)
+        return
+    if args.only_k:
+        print_k_calibration(args)
         return
     speed(args)
     print(f"calibration: {args.repeats} independent repeats, 80 images, 1000 resamples each")
@@ -170,6 +246,16 @@ def main() -> None:
         print(f"  margin {margin:<4} seeds {seeds}: tied {share['tied']:.3f}, found better {share['better']:.3f}, "
               f"image bootstrap alone tied {share['image_only_tied']:.3f} ({time.perf_counter() - start:.1f} s)")
     print_diff_calibration(args.repeats)
+    print_k_calibration(args)
+
+
+def print_k_calibration(args) -> None:
+    start = time.perf_counter()
+    print(f"k-model calibration: {args.repeats} repeats (80 test images unless said)")
+    k_model_calibration(args.repeats, args.margin)
+    equivalence_calibration(max(args.repeats // 5, 20), args.margin)
+    seeds_needed_calibration(max(args.repeats // 3, 50))
+    print(f"  ({time.perf_counter() - start:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,18 @@ def per_image_counts(model: str, seed: int) -> np.ndarray:
     return counts
 
 
+def prior_counts() -> np.ndarray:
+    """[images, classes, (tp, fp, fn)] of the class prior: background everywhere (the most frequent class)."""
+    truth = truth_pixels()
+    counts = np.zeros((IMAGES, len(CLASSES), 3), np.int64)
+    counts[:, 0, 0], counts[:, 0, 1] = truth[:, 0], truth[:, 1]
+    counts[:, 1, 2] = truth[:, 1]
+    return counts
+
+
+TRAIN_GAP = 0.04  # train_miou - miou of every fabricated seed: under plot.overfit_gap
+
+
 def eval_report(counts: np.ndarray) -> dict:
     """What the evaluate stage writes for these counts (segbench.metrics' definitions)."""
     tp, fp, fn = (counts.sum(0)[:, k].astype(float) for k in range(3))
@@ -132,14 +144,15 @@ def fake_seed_outputs(root: Path, models=MODELS, seeds=SEEDS) -> None:
             counts = per_image_counts(m, seed)
             report = eval_report(counts)
             base = root / "metrics" / m / "seeds" / str(seed)
-            write_json(base / "eval.json", report | {"env": ENV})
+            train = {"train_miou": report["miou"] + TRAIN_GAP, "generalization_gap": TRAIN_GAP}
+            write_json(base / "eval.json", report | train | {"env": ENV})
             write_json(base / "train.json", {
                 "train_time_s": TRAIN_TIME[m] * (1 + 0.01 * seed), "epochs": 3, "best_epoch": 3,
                 "best_val_miou": report["miou"] + 0.01, "images_per_s": 50.0, "device": "cpu", "threads": 2,
                 "stopped_early": False, "converged": True, "late_gain": 0.002, "late_epochs": 2, "contention": QUIET,
                 "env": ENV})
             np.savez_compressed(base / "per_image.npz", mask_counts=counts, confusion=confusion(counts),
-                                class_names=np.asarray(CLASSES))
+                                class_names=np.asarray(CLASSES), prior_mask_counts=prior_counts())
             fake_png(root / "plots" / m / "seeds" / str(seed) / "predictions.png")
 
 
@@ -159,7 +172,8 @@ def fake_profiles(root: Path, models=MODELS) -> None:
 
 
 def fake_train_logs(root: Path, models=("big", "small"), seeds=SEEDS) -> None:
-    """plots/<m>/seeds/<s>/train_log/plots/metrics/<metric>.tsv in DVCLive's layout (step from 0)."""
+    """plots/<m>/seeds/<s>/train_log/plots/metrics/<metric>.tsv in DVCLive's layout (step from 0); elapsed_s:
+    TRAIN_TIME spread evenly over the 3 epochs."""
     for k, m in enumerate(models):
         for seed in seeds:
             base = root / "plots" / m / "seeds" / str(seed) / "train_log" / "plots" / "metrics"
@@ -168,6 +182,8 @@ def fake_train_logs(root: Path, models=("big", "small"), seeds=SEEDS) -> None:
                                             ("lr", 0.01, -0.002)):
                 rows = "".join(f"{step}\t{start + stepping * step + 0.01 * k + 0.001 * seed}\n" for step in range(3))
                 (base / f"{metric}.tsv").write_text(f"step\t{metric}\n{rows}")
+            seconds = "".join(f"{step}\t{TRAIN_TIME[m] * (1 + 0.01 * seed) * (step + 1) / 3}\n" for step in range(3))
+            (base / "elapsed_s.tsv").write_text(f"step\telapsed_s\n{seconds}")
 
 
 def fake_aggregates(root: Path, models=MODELS, seeds=SEEDS) -> None:

@@ -17,7 +17,7 @@ from segbench.errors import ConfigError
 from segbench.schema import parse
 
 FAST = {"warmup": 1, "min_runs": 3, "max_runs": 5, "time_budget_s": 0.3, "device": "cpu", "quiet_wait_s": 0, "threads": 1,
-        "batch_size": 1}
+        "batch_size": 1, "rounds": 1, "max_rounds": 1}
 
 
 def profiled(model, size, **options):

@@ -220,3 +220,34 @@ def test_library_evaluation_on_val_is_labelled_optimistic_and_draws_figures(tiny
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[:4] == result.class_names and "wrong" in legend
     assert len(confusion_figure(result.confusion.matrix.numpy(), result.class_names).axes) == 2  # matrix + colour bar
+
+
+def test_train_subset_score_and_class_prior_counts(tiny_repo):
+    from segbench.evaluate import prior_mask_counts, train_subset_scores
+    from segbench.models import build_model
+    from segbench.tasks import get_task
+
+    cache = tiny_repo / "data/processed"
+    ckpt = tiny_repo / "data/checkpoints/unet/seed0.pt"
+    result = evaluate_checkpoint(ckpt, cache, "test", batch_size=4, device="cpu", train_subset=5)
+    report = result.report
+    assert 0 <= report["train_miou"] <= 1
+    assert report["generalization_gap"] == pytest.approx(report["train_miou"] - report["miou"])
+    off = evaluate_checkpoint(ckpt, cache, "test", batch_size=4, device="cpu", train_subset=0).report
+    assert "train_miou" not in off and "generalization_gap" not in off  # 0: off
+    # the subset is fixed: the same images (so the same score) every time, and in eval mode
+    model = build_model("unet", 4, base_channels=4)
+    task, dev = get_task("segmentation"), torch.device("cpu")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    first = train_subset_scores(model, task, cache, 5, 4, dev, {"miou": 0.0})
+    assert first == train_subset_scores(model, task, cache, 5, 4, dev, {"miou": 0.0})
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # eval mode: BatchNorm stats untouched
+    # the prior's counts: on the same test images as the model's, each image predicted as the prior does
+    prior = result.per_image["prior_mask_counts"]
+    assert prior.shape == result.per_image["mask_counts"].shape
+    truth = prior[..., 0] + prior[..., 2]
+    assert np.array_equal(truth, result.per_image["mask_counts"][..., 0] + result.per_image["mask_counts"][..., 2])
+    train_masks, test_masks = np.load(cache / "train_masks.npy"), np.load(cache / "test_masks.npy")
+    uniform = np.full_like(train_masks, 1)  # a prior fit on masks of one class predicts it everywhere
+    counts = prior_mask_counts(uniform, test_masks, 4, IGNORE)
+    assert counts[:, 1, 0].sum() == int((test_masks == 1).sum()) and counts[:, [0, 2, 3], 0].sum() == 0

@@ -268,7 +268,7 @@ def test_machine_failures_are_explained_in_one_line():
 
 
 def test_cuda_out_of_memory_while_profiling_says_what_to_lower():
-    from segbench.profile import _forward_or_fail
+    from segbench.latency import forward_or_fail as _forward_or_fail
 
     class OutOfMemory(torch.nn.Module):
         def forward(self, x):

@@ -5,17 +5,22 @@ from __future__ import annotations
 import itertools
 import time
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import segbench.latency as latency
 import segbench.profile as prof
+import segbench.timing as timing_module
+from segbench import stats
 from segbench.config import ProfileConfig
 from segbench.errors import ConfigError, SegbenchError
+from segbench.keys import LatencyKey
 from segbench.schema import parse
 
 FAST = {"warmup": 1, "min_runs": 5, "max_runs": 10, "time_budget_s": 0.3, "device": "cpu", "quiet_wait_s": 0,
-        "backends": ("eager",)}
+        "backends": ("eager",), "rounds": 1, "max_rounds": 1}
 
 
 def profiled(model, size, **options):
@@ -44,14 +49,14 @@ class NeedsWideInput(nn.Module):
 
 def test_latency_is_the_forward_pass_not_the_input_creation(monkeypatch):
     made = []
-    real_make_input = prof.make_input
+    real_make_input = latency.make_input
 
     def slow_make_input(*args, **kwargs):
         made.append(args)
         time.sleep(0.02)  # were it inside the timed region, the median would be >= 25 ms
         return real_make_input(*args, **kwargs)
 
-    monkeypatch.setattr(prof, "make_input", slow_make_input)
+    monkeypatch.setattr(latency, "make_input", slow_make_input)
     result = profiled(Sleeper(0.005), (16, 16), input_sizes=[], batch_size=2, warmup=1, min_runs=10,
                           max_runs=40, time_budget_s=2.0, device="cpu", quiet_wait_s=0)
     assert made, "inputs must come from make_input"
@@ -114,31 +119,31 @@ def _ticks(step: float):
 
 
 def test_adaptive_stop_stable_with_constant_times():
-    timing = prof.measure(lambda: None, warmup=0, min_runs=5, max_runs=50, time_budget_s=100,
+    timing = timing_module.measure(lambda: None, warmup=0, min_runs=5, max_runs=50, time_budget_s=100,
                           clock=lambda run: 0.010, now=_ticks(0.0))
     assert timing.stop_reason == "stable" and len(timing.times_ms) == 5
 
 
 def test_adaptive_stop_max_runs_with_noisy_times():
     noisy = itertools.cycle([0.010, 0.020, 0.030]).__next__
-    timing = prof.measure(lambda: None, warmup=0, min_runs=5, max_runs=12, time_budget_s=100,
+    timing = timing_module.measure(lambda: None, warmup=0, min_runs=5, max_runs=12, time_budget_s=100,
                           clock=lambda run: noisy(), now=_ticks(0.0))
     assert timing.stop_reason == "max_runs" and len(timing.times_ms) == 12
 
 
 def test_adaptive_stop_time_budget_after_at_least_three_runs():
     noisy = itertools.cycle([0.010, 0.020, 0.030]).__next__
-    timing = prof.measure(lambda: None, warmup=0, min_runs=20, max_runs=100, time_budget_s=2.5,
+    timing = timing_module.measure(lambda: None, warmup=0, min_runs=20, max_runs=100, time_budget_s=2.5,
                           clock=lambda run: noisy(), now=_ticks(1.0))
     assert timing.stop_reason == "time_budget" and len(timing.times_ms) == 5
-    slow = prof.measure(lambda: None, warmup=0, min_runs=20, max_runs=100, time_budget_s=0.5,
+    slow = timing_module.measure(lambda: None, warmup=0, min_runs=20, max_runs=100, time_budget_s=0.5,
                         clock=lambda run: noisy(), now=_ticks(10.0))
     assert slow.stop_reason == "time_budget" and len(slow.times_ms) == 3
 
 
 def test_warmup_stops_at_half_the_budget():
     calls = []
-    prof.measure(lambda: calls.append(1), warmup=10, min_runs=3, max_runs=3, time_budget_s=4.0,
+    timing_module.measure(lambda: calls.append(1), warmup=10, min_runs=3, max_runs=3, time_budget_s=4.0,
                  clock=lambda run: 0.01, now=_ticks(1.0))
     assert len(calls) == 3  # warm-up ends once more than 2 s (half of 4) have passed; timed runs use the fake clock
 
@@ -157,3 +162,47 @@ def test_profile_config_input_sizes():
         parse(ProfileConfig, {"input_sizes": [[750]]}, "profile")
     with pytest.raises(ConfigError, match=r"profile\.input_sizes"):
         parse(ProfileConfig, {"input_sizes": [[4, 1000]]}, "profile")
+
+
+# --- rounds: the interval covers the spread between processes ---------------------------------------------
+
+def test_rounds_combine_to_the_geometric_mean_with_a_t_interval_over_their_medians():
+    key = LatencyKey("cpu")
+    rounds = [{key: timing_module.Timing(np.full(5, median), "stable")} for median in (10.0, 11.0, 12.1)]
+    out = timing_module.combine_rounds(rounds)
+    logs = np.log([10.0, 11.0, 12.1])
+    half = stats.t_quantile(2) * logs.std(ddof=1) / np.sqrt(3)
+    assert out["latency_cpu_ms"] == pytest.approx(np.exp(logs.mean()))
+    assert out["latency_cpu_ci95_low_ms"] == pytest.approx(np.exp(logs.mean() - half))
+    assert out["latency_cpu_ci95_high_ms"] == pytest.approx(np.exp(logs.mean() + half))
+    assert out["latency_cpu_rounds"] == 3 and out["latency_cpu_runs"] == 15
+    # every run of a round equal: its own interval is zero, but the rounds disagree, and the interval says so
+    assert out["latency_cpu_ci95_low_ms"] < 10.0 and out["latency_cpu_ci95_high_ms"] > 12.1
+
+
+def test_one_round_falls_back_to_the_interval_of_its_median():
+    key = LatencyKey("cpu", "", (48, 64))
+    times = np.linspace(9.0, 11.0, 41)
+    out = timing_module.combine_rounds([{key: timing_module.Timing(times, "stable")}])
+    rel = timing_module.median_rel_ci(times)
+    assert out["latency_cpu_48x64_ms"] == pytest.approx(10.0)
+    assert out["latency_cpu_48x64_ci95_high_ms"] == pytest.approx(10.0 * (1 + rel))
+
+
+def test_each_round_runs_in_its_own_process_and_more_rounds_come_while_the_interval_is_wide():
+    result = profiled(nn.Conv2d(3, 2, 3), (16, 16), input_sizes=[(24, 32)], rounds=2, max_rounds=3, target_rel_ci=1e-9)
+    assert result["rounds"] == 3 and result["rounds_stop_reason"] == "max_rounds"  # never that tight: up to max_rounds
+    assert result["rounds_in_process"] is False
+    for key in ("latency_cpu", "latency_cpu_24x32"):
+        assert result[f"{key}_rounds"] == 3
+        assert result[f"{key}_ci95_low_ms"] <= result[f"{key}_ms"] <= result[f"{key}_ci95_high_ms"]
+    assert result["throughput_cpu_ips"] > 0
+
+
+def test_a_model_a_worker_cannot_load_is_timed_here_round_by_round():
+    class Local(nn.Module):  # a class defined in a function (as in a notebook cell): not picklable
+        def forward(self, x):
+            return {"out": x[:, :2]}
+
+    result = profiled(Local(), (16, 16), input_sizes=[], rounds=2, max_rounds=2)
+    assert result["rounds"] == 2 and result["rounds_in_process"] is True and result["latency_cpu_rounds"] == 2

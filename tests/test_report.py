@@ -33,7 +33,7 @@ from segbench.errors import DataError
 from segbench.html_template import template_stamp, write_template
 from segbench.report import figures, markdown, spec, tables, view
 from segbench.report.pareto import pareto_front
-from segbench.report.summary import SOURCES, summary_table
+from segbench.report.summary import COMPUTED_BY_CALLER, SOURCES, summary_table
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -174,8 +174,11 @@ def test_summary_sorted_by_miou_with_significance_and_pareto_axes(stage_run):
     assert rows["big"][header.index("mIoU (95% CI)")] == f"{summary.loc['big', 'miou']:.4f} ± {half:.4f}"
     assert rows["big"][header.index("mIoU vs best (95% CI)")] == "best"
     assert rows["small"][header.index("mIoU vs best (95% CI)")].startswith(f"{summary.loc['small', 'miou_vs_best']:+.4f} [")
-    assert ("At 95% confidence: big has the best mIoU (higher is better); small, twin, worse are significantly "
-            "worse.") in text
+    assert ("At 95% confidence (Holm's correction over all 6 pairs): the best mIoU (higher is "
+            "better) could be big (probability of being best: big 100%); big has the best mean; significantly worse: "
+            "small, twin, worse.") in text
+    assert summary["best_set"].fillna("").to_dict() == {"big": "yes", "small": "", "twin": "", "worse": ""}
+    assert summary.loc["big", "p_best"] == 1 and set(summary["miou_verdict"]) == {"best", "worse"}
 
 
 def test_tradeoff_data_per_axis_and_profiled_size(stage_run):
@@ -282,7 +285,7 @@ def test_every_figure_spec_is_a_declared_figure_with_its_functions():
     for figure in spec.FIGURES:
         assert callable(getattr(tables, figure.table, None)), figure
         assert callable(getattr(figures, figure.draw, None)), figure
-    assert {c.source for c in spec.SUMMARY if c.source} <= set(SOURCES)
+    assert {c.source for c in spec.SUMMARY if c.source} <= set(SOURCES) | set(COMPUTED_BY_CALLER)
 
 
 def test_every_summary_column_is_in_summary_csv_in_spec_order(stage_run):
@@ -390,3 +393,90 @@ def test_html_template_command(tmp_path, page, monkeypatch, capsys):
     out = tmp_path / "sub" / "page.html"
     assert main(["html-template", str(out)]) == 0
     assert out.read_text() == page and str(out) in capsys.readouterr().out
+
+
+# --- cost intervals, the uncertainty-aware Pareto rule, verdicts in the notes --------------------------
+
+def test_pareto_treats_overlapping_cost_intervals_as_the_same_cost():
+    quality, cost = np.array([0.8, 0.6]), np.array([10.5, 10.0])  # model 0 significantly better, slower-looking
+    better = np.array([[False, True], [False, False]])
+    assert pareto_front(quality, cost, better).tolist() == [True, True]  # exact costs: 10.0 < 10.5 keeps model 1
+    overlap = pareto_front(quality, cost, better, np.array([9.5, 9.0]), np.array([11.5, 11.0]))
+    assert overlap.tolist() == [True, False]  # its lower latency is within noise: the better model dominates it
+    apart = pareto_front(quality, cost, better, np.array([10.4, 8.0]), np.array([10.6, 9.0]))
+    assert apart.tolist() == [True, True]  # significantly cheaper: stays on the front
+
+
+def test_cost_interval_reads_latency_rounds_and_training_seeds_and_falls_back_to_the_value():
+    from segbench.keys import LatencyKey
+    from segbench.report.pareto import cost_interval
+
+    key = LatencyKey("cpu")
+    m = view.ModelMetrics("m", {"train_time_s": {"mean": 10.0, "n": 3, "ci95_low": 9.0, "ci95_high": 11.5}}, {},
+                          {key.name: 5.0, key.stat("ci95_low_ms"): 4.5, key.stat("ci95_high_ms"): 6.0, "size_mb": 2.0})
+    assert cost_interval(m, "profile", key.name) == (4.5, 6.0)
+    assert cost_interval(m, "train", "train_time_s") == (9.0, 11.5)
+    assert cost_interval(m, "profile", "size_mb") == (2.0, 2.0)  # exact
+    old = view.ModelMetrics("old", {"train_time_s": 10.0}, {}, {key.name: 5.0})  # metrics from before the intervals
+    assert cost_interval(old, "profile", key.name) == (5.0, 5.0) and cost_interval(old, "train", "train_time_s") == (10, 10)
+
+
+def test_latency_with_its_interval_in_the_summary_and_the_pareto_column(tmp_path):
+    from segbench.keys import LatencyKey
+
+    fake_metrics(tmp_path)
+    key = LatencyKey("cpu")
+    for name, (low, high) in {"big": (1.0, 25.0), "small": (1.8, 2.4)}.items():
+        edit_json(tmp_path / "metrics" / name / "profile.json", {key.stat("ci95_low_ms"): low, key.stat("ci95_high_ms"): high})
+    names = ["big", "small", "twin", "worse"]
+    metrics = view.load_metrics(tmp_path / "metrics", names)
+    comparisons = compare_scores({m: {"mask_counts": np.stack([np.load(tmp_path / f"metrics/{m}/seeds/{s}/per_image.npz")
+                                                               ["mask_counts"] for s in SEEDS]).astype(float)}
+                                  for m in names}, 300)
+    summary = summary_table(metrics, comparisons)
+    assert summary.loc["small", "latency_cpu_ms_ci95_low"] == 1.8 and math.isnan(summary.loc["worse", "latency_cpu_ms_ci95_low"])
+    table = markdown.markdown_table(summary, {"miou": "big"})
+    assert "| 2 [1.8, 2.4] |" in table
+    # big (significantly better) is not significantly slower than small any more: small leaves the CPU latency front
+    assert "CPU latency" in summary.loc["big", "pareto"] and "CPU latency" not in summary.loc["small", "pareto"]
+
+
+def test_significance_sentence_names_the_set_the_verdicts_and_the_seeds_needed():
+    from segbench.comparison import ScoreComparison
+    from segbench.report.notes import significance_sentence
+    from segbench.stats import SCORE_RULES, Comparison
+
+    vs_best = {"unet": Comparison(0.0, 0.0, 0.0, 0.0, math.inf, (3, 3)),
+               "unet_aug": Comparison(-0.045, -0.148, 0.057, 0.05, 4.0, (3, 3)),
+               "twin": Comparison(-0.002, -0.006, 0.002, 0.002, 20.0, (3, 3)),
+               "tiny": Comparison(-0.02, -0.06, 0.02, 0.02, 9.0, (3, 3))}
+    result = ScoreComparison(SCORE_RULES["miou"], list(vs_best), np.zeros(4), [3] * 4, "unet", vs_best,
+                             np.zeros((4, 4), bool), 0.01, frozenset({"unet", "unet_aug", "twin", "tiny"}),
+                             {"unet": "best", "unet_aug": "inconclusive", "twin": "equivalent", "tiny": "inconclusive"},
+                             {"unet_aug": 12, "tiny": None}, {"unet": 0.6, "unet_aug": 0.3, "twin": 0.1, "tiny": 0.0})
+    text = significance_sentence(result, "mIoU")
+    assert "could be unet or unet_aug or twin or tiny (probability of being best: unet 60%, unet_aug 30%" in text
+    assert "equivalent to it (the whole interval of the difference inside ±0.01): twin" in text
+    assert "inconclusive (the interval includes 0 but is wider than ±0.01): unet_aug, tiny" in text
+    assert "about 12 seeds would settle unet vs unet_aug" in text
+    assert "unet vs tiny: more seeds cannot settle it: the test set is too small" in text
+    assert "tied" not in text
+
+
+def test_the_report_diagnoses_a_collapsed_seed_and_compares_at_equal_training_time(tmp_path):
+    fake_run(tmp_path)
+    per_image = tmp_path / "metrics/worse/seeds/0/per_image.npz"
+    arrays = dict(np.load(per_image))
+    arrays["mask_counts"] = arrays["prior_mask_counts"]  # seed 0 of `worse` predicts the class prior
+    np.savez_compressed(per_image, **arrays)
+    plot_stage(tmp_path)
+    summary = pd.read_csv(tmp_path / "plots/summary.csv", index_col="model")
+    assert "1 of 3 seeds collapsed" in summary.loc["worse", "diagnosis"]
+    assert "collapsed" not in str(summary.loc["big", "diagnosis"])
+    # the budget: small's shortest seed (10 s); by then seed 0 has 3 epochs, seeds 1 and 2 (1% slower) 2
+    assert math.isclose(summary.loc["small", "miou_equal_time"], (0.41 + 0.311 + 0.312) / 3, abs_tol=1e-6)
+    md = (tmp_path / "plots/summary.md").read_text()
+    assert "⚠ worse" in md and "seed 0 " in md
+    assert "At equal training time (10 s, the shortest training time among learned models): small" in md
+    curves = pd.read_csv(tmp_path / "plots/val_miou_vs_train_time.csv")
+    assert set(curves["model"]) == {"big", "small"} and (tmp_path / "plots/val_miou_vs_train_time.png").is_file()

@@ -61,8 +61,10 @@ def outputs() -> dict:
     """What a train run leaves: metrics without times, final weights, the DVCLive curves."""
     metrics = json.loads(TRAIN_JSON.read_text())
     state = torch.load(CHECKPOINT, map_location="cpu", weights_only=True)["state_dict"]
-    curves = {p.name: p.read_text() for p in sorted(LOG.iterdir())}
-    return {"metrics": {k: v for k, v in metrics.items() if k not in TIMES}, "state": state, "curves": curves}
+    curves = {p.name: p.read_text() for p in sorted(LOG.iterdir()) if p.name != "elapsed_s.tsv"}  # a time
+    elapsed = [float(row.split("\t")[1]) for row in (LOG / "elapsed_s.tsv").read_text().splitlines()[1:]]
+    return {"metrics": {k: v for k, v in metrics.items() if k not in TIMES}, "state": state, "curves": curves,
+            "elapsed": elapsed}
 
 
 def clear_outputs() -> None:
@@ -75,6 +77,8 @@ def assert_same(a: dict, b: dict) -> None:
     assert a["state"].keys() == b["state"].keys()
     assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"]), "weights differ"
     assert a["curves"] == b["curves"]
+    # training seconds per epoch, cumulative over a resumed run's attempts: one per epoch, never falling
+    assert len(a["elapsed"]) == len(b["elapsed"]) and all(x <= y for x, y in zip(b["elapsed"], b["elapsed"][1:]))
 
 
 def start_training() -> subprocess.Popen:

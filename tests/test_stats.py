@@ -158,3 +158,81 @@ def test_depth_scores_are_compared_lower_is_better():
     assert not depth.better[1, 2] and not depth.better[2, 1]  # the two blurry ones: neither is better
     assert depth.better[0, 1] and depth.better[0, 2]
     assert "miou" not in compare_scores(per_image, 100)  # no mask counts, no mIoU comparison
+
+
+# --- across k models: Holm, equivalence, seeds needed, probability of best --------------------------
+
+def test_holm_keeps_what_separate_tests_would_reject():
+    p = [0.03, 0.04, 0.20]  # each below 0.05 alone; Holm's first threshold is 0.05 / 3
+    assert [x < 0.05 for x in p] == [True, True, False]
+    assert stats.holm_reject(p).tolist() == [False, False, False]
+    # step-down: 0.001 <= 0.05/3, 0.02 <= 0.05/2, 0.5 > 0.05; order of the input does not matter
+    assert stats.holm_reject([0.5, 0.001, 0.02]).tolist() == [False, True, True]
+    assert stats.holm_reject([0.001, 0.04, 0.01]).tolist() == [True, True, True]  # 0.04 <= 0.05 / 1 last
+
+
+def test_p_value_agrees_with_the_interval():
+    for diff in (-0.05, -0.02, 0.0, 0.03):
+        c = stats.Comparison(diff, diff - 2.2 * 0.012, diff + 2.2 * 0.012, 0.012, 12.0, (3, 3))
+        lo, hi = diff - stats.t_quantile(12.0) * 0.012, diff + stats.t_quantile(12.0) * 0.012
+        assert (c.p_value < 0.05) == (lo > 0 or hi < 0)
+    assert stats.Comparison(0.0, 0.0, 0.0, 0.0, math.inf, (3, 3)).p_value == 1.0
+
+
+def test_equivalent_inconclusive_and_significant():
+    narrow = stats.Comparison(-0.002, -0.006, 0.002, 0.002, 20.0, (5, 5))
+    wide = stats.Comparison(-0.045, -0.148, 0.057, 0.05, 4.0, (3, 3))  # unet_aug vs unet
+    apart = stats.Comparison(-0.1, -0.15, -0.05, 0.02, 4.0, (3, 3))
+    assert stats.verdict(narrow, 0.01) == stats.EQUIVALENT
+    assert stats.verdict(wide, 0.01) == stats.INCONCLUSIVE
+    assert stats.verdict(apart, 0.01) == stats.SIGNIFICANT
+    assert stats.verdict(narrow, 0.005) == stats.INCONCLUSIVE  # the margin, not only the 0, decides
+
+
+def test_seeds_needed_solves_the_power_equation_and_knows_when_the_test_set_is_too_small():
+    from scipy import stats as st
+
+    c = stats.Comparison(-0.045, -0.148, 0.057, 0.05, 4.0, (3, 3), seed_var=(0.003, 0.002), boot_var=0.0001)
+    n = stats.seeds_needed(c)
+    unbiased = [v * 2 / st.chi2.ppf(0.5, 2) for v in c.seed_var]  # 3 seeds: median-unbiased variances
+    total = sum(unbiased)
+
+    def reaches(k):
+        df = (c.boot_var + total / k) ** 2 / sum((v / k) ** 2 / (k - 1) for v in unbiased)
+        return 0.045 >= (st.t.ppf(0.975, df) + st.t.ppf(0.8, df)) * math.sqrt(c.boot_var + total / k)
+    assert n is not None and reaches(n) and not reaches(n - 1)
+    # the normal approximation: n ~ var / ((d / 2.8)^2 - boot_var)
+    assert n == pytest.approx(total / ((0.045 / 2.8) ** 2 - 0.0001), rel=0.25)
+    # image variance alone bigger than the difference can carry: no number of seeds helps
+    small_test_set = stats.Comparison(-0.045, -0.148, 0.057, 0.05, 4.0, (3, 3), seed_var=(0.003, 0.002),
+                                      boot_var=0.0004)
+    assert stats.seeds_needed(small_test_set) is None
+
+
+def test_probability_of_best_over_joint_seed_and_image_resamples():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.5, 0.01, (2000, 1))
+    clear = [base + rng.normal(0.05, 0.01, (2000, 3)), base + rng.normal(0, 0.01, (2000, 3))]
+    assert stats.prob_best(clear, True).tolist() == pytest.approx([1.0, 0.0], abs=0.01)
+    assert stats.prob_best(clear, False).tolist() == pytest.approx([0.0, 1.0], abs=0.01)  # lower is better
+    # seeds differ (one seed of the first model is bad) but images do not: seed resampling alone moves the share
+    seeds_only = [np.tile([0.60, 0.60, 0.40], (2000, 1)), np.full((2000, 3), 0.55)]
+    p = stats.prob_best(seeds_only, True)
+    assert p.sum() == pytest.approx(1.0) and 0.2 < p[0] < 0.4  # P(no bad seed drawn) = (2/3)^3 = 0.30
+
+
+def test_compare_scores_names_the_plausibly_best_set_and_verdicts():
+    rng = np.random.default_rng(5)
+    truth = rng.integers(50, 800, (80, 6)).astype(float)
+    effect = rng.normal(0, 0.8, (80, 1))
+    per_image = {"top": {"mask_counts": simulated_config(rng, truth, effect, 0.4, 3)},
+                 "close": {"mask_counts": simulated_config(rng, truth, effect, 0.35, 3)},
+                 "low": {"mask_counts": simulated_config(rng, truth, effect, -0.6, 3)}}
+    result = compare_scores(per_image, 500, seed=0, margin=0.01)["miou"]
+    best = result.best
+    assert result.verdicts[best] == "best" and result.verdicts["low"] == "worse"
+    assert best in result.best_set and "low" not in result.best_set
+    assert sum(result.p_best.values()) == pytest.approx(1.0) and result.p_best["low"] == 0
+    for m, word in result.verdicts.items():
+        if word == "inconclusive":
+            assert m in result.seeds_needed

@@ -247,3 +247,10 @@ def test_amp_auto_uses_bf16_only_where_the_cpu_has_it_and_records_what_ran(cache
     result = run(cache, amp="auto")
     assert result.metrics["amp"] == expected
     assert run(cache, amp="off").metrics["amp"] == "off"
+
+
+def test_every_epoch_logs_its_cumulative_training_seconds(cache, tmp_path):
+    result = run(cache, tmp_path / "log", epochs=2)
+    elapsed = logged(tmp_path / "log", "elapsed_s")
+    assert len(elapsed) == 2 and 0 < elapsed[0] < elapsed[1] <= result.metrics["train_time_s"]
+    assert [row["elapsed_s"] for row in result.metrics.get("history", [])] in ([], elapsed)

@@ -3,20 +3,37 @@
 Loads each model's per-image statistics for every listed seed (metrics/<model>/seeds/<seed>/
 per_image.npz, from the evaluate stage), draws one seeded set of test-image resamples shared by
 all models, and compares them with segbench.stats (the method is that module's doc). The plot
-stage turns the result into the summary's "vs best" columns, the tie markers and the
-uncertainty-aware Pareto fronts.
+stage turns the result into the summary's "vs best" columns, the verdicts (equivalent /
+inconclusive / worse), the plausibly-best set (Holm over the k - 1 comparisons with the best),
+the seeds that would settle an inconclusive difference, each model's probability of being best,
+and the uncertainty-aware Pareto fronts.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import paths
 from .errors import DataError
 from .io import load_npz
-from .stats import SCORE_RULES, Comparison, ScoreRule, bootstrap_weights, compare, seed_mean_scores
+from .stats import (
+    SCORE_RULES,
+    SIGNIFICANT,
+    Comparison,
+    ScoreRule,
+    bootstrap_weights,
+    compare,
+    holm_reject,
+    prob_best,
+    seed_scores,
+    seeds_needed,
+    verdict,
+)
+
+EQUIVALENCE_MARGIN = 0.01  # plot.equivalence_margin's default (mIoU)
 
 
 @dataclass(frozen=True)
@@ -30,9 +47,19 @@ class ScoreComparison:
     best: str
     vs_best: dict[str, Comparison]  # model - best
     better: np.ndarray  # better[j, i]: model j is significantly better than model i
+    margin: float = 0.0  # the equivalence margin of this score (0: never equivalent)
+    best_set: frozenset = frozenset()  # not significantly worse than the best after Holm over the k - 1 tests
+    verdicts: dict[str, str] = field(default_factory=dict)  # model -> "best", "equivalent", "inconclusive", "worse"
+    seeds_needed: dict[str, int | None] = field(default_factory=dict)  # inconclusive models: seeds per model; None:
+                                                                       # the test set alone cannot settle it
+    p_best: dict[str, float] = field(default_factory=dict)  # share of joint seed x image resamples it is best in
 
     def tied_with_best(self, model: str) -> bool:
+        """The 95% interval of model - best includes 0 (one test, no multiplicity correction)."""
         return model == self.best or not self.vs_best[model].significant
+
+    def plausibly_best(self, model: str) -> bool:
+        return model in self.best_set
 
 
 def load_per_image(metrics_dir, models: list[str], seeds: list[int]) -> dict[str, dict[str, np.ndarray]]:
@@ -73,9 +100,31 @@ def _check_paired(loaded: dict[str, dict[str, np.ndarray]], metrics_dir) -> None
                             "compared image by image: re-run `dvc repro` so every model is evaluated on the same split")
 
 
+def _against_best(models: list[str], best: str, vs_best: dict[str, Comparison], margin: float,
+                  pairs: dict, means: np.ndarray) -> dict:
+    """The plausibly-best set, each model's verdict and, where inconclusive, the seeds needed.
+
+    The set: Holm over every pair (k (k - 1) / 2 tests), a model leaving it when some model with a
+    better mean is significantly better. Holm over only the k - 1 comparisons with the observed best
+    does not hold the family-wise rate: the best is picked as the maximum, so its comparison with
+    the minimum is the largest of all pairwise statistics (bench_stats: 14% for 7 equal models).
+    """
+    others = [m for m in models if m != best]
+    unordered = [(j, i) for j in range(len(models)) for i in range(j + 1, len(models))]
+    reject = holm_reject([pairs[p].p_value for p in unordered]) if unordered else []
+    rejected = {models[i if means[j] > means[i] else j]: True for (j, i), r in zip(unordered, reject) if r}
+    verdicts = {best: "best"}
+    for m in others:
+        word = verdict(vs_best[m], margin)
+        verdicts[m] = "worse" if word == SIGNIFICANT else word
+    return {"best_set": frozenset(m for m in models if not rejected.get(m, False)), "verdicts": verdicts,
+            "seeds_needed": {m: seeds_needed(vs_best[m]) for m in others if verdicts[m] == "inconclusive"}}
+
+
 def compare_scores(per_image: dict[str, dict[str, np.ndarray]], resamples: int = 2000,
-                   seed: int = 0) -> dict[str, ScoreComparison]:
-    """{score name: ScoreComparison} for each score every model has (mIoU; depth RMSE for seg_depth)."""
+                   seed: int = 0, margin: float = EQUIVALENCE_MARGIN) -> dict[str, ScoreComparison]:
+    """{score name: ScoreComparison} for each score every model has (mIoU; depth RMSE for seg_depth).
+    `margin`: mIoU's equivalence margin (depth RMSE has none: its ties are never called equivalent)."""
     models = list(per_image)
     results = {}
     for rule in SCORE_RULES.values():
@@ -85,7 +134,10 @@ def compare_scores(per_image: dict[str, dict[str, np.ndarray]], resamples: int =
         if n_images < 2:
             raise DataError(f"the evaluated split has {n_images} image(s); a comparison needs at least 2")
         weights = bootstrap_weights(n_images, resamples, seed)
-        full, boot = zip(*(seed_mean_scores(per_image[m][rule.array], rule, weights) for m in models))
+        full, resampled = zip(*(seed_scores(per_image[m][rule.array], rule, weights) for m in models))
+        with warnings.catch_warnings():  # a resample where a score is undefined for every seed stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            boot = [np.nanmean(r, axis=1) for r in resampled]
         means = np.array([np.nanmean(f) if np.any(~np.isnan(f)) else np.nan for f in full])
         sign = 1.0 if rule.higher_is_better else -1.0
         best = models[int(np.nanargmax(sign * means))] if np.any(~np.isnan(means)) else models[0]
@@ -97,6 +149,11 @@ def compare_scores(per_image: dict[str, dict[str, np.ndarray]], resamples: int =
         better = np.zeros((len(models), len(models)), bool)
         for (j, i), c in pairs.items():
             better[j, i] = c.significant and sign * c.diff > 0
-        results[rule.name] = ScoreComparison(rule, models, means, [len(f) for f in full], best, vs_best, better)
+        score_margin = margin if rule.name == "miou" else 0.0
+        chance = dict(zip(models, prob_best(list(resampled), rule.higher_is_better, seed).tolist()))
+        results[rule.name] = ScoreComparison(rule, models, means, [len(f) for f in full], best, vs_best, better,
+                                             score_margin, p_best=chance,
+                                             **_against_best(models, best, vs_best, score_margin, pairs,
+                                                             sign * means))
     return results
 

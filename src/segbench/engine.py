@@ -144,7 +144,8 @@ def fit(run: Run, opt: Optimisation, cfg: TrainConfig, dist: DistContext, live, 
         progress.images += int(images)
         progress.step_time += stats.step_time_s
         progress.data_wait += stats.data_wait_s
-        row = epoch_row(epoch, lr, train_losses, val)
+        progress.elapsed = earlier + time.perf_counter() - started  # over every attempt: a resumed run counts on
+        row = epoch_row(epoch, lr, train_losses, val, progress.elapsed)
         log_epoch(live, row)
         improved = progress.improves(row, cfg.select, higher_is_better)
         progress.record(row, improved, cpu_state(run.model) if improved and dist.is_main else None, cfg.patience, cfg.epochs)
@@ -220,10 +221,12 @@ def validate(run: Run, dist: DistContext) -> dict[str, float]:
     return dict(zip(names, dist.broadcast(values)))
 
 
-def epoch_row(epoch: int, lr: float, train_losses: dict[str, float], val: dict[str, float]) -> dict:
-    """One history row: the totals and the scores, then each term when there are several."""
+def epoch_row(epoch: int, lr: float, train_losses: dict[str, float], val: dict[str, float],
+              elapsed_s: float = math.nan) -> dict:
+    """One history row: the totals, the scores, the training seconds so far (the report's equal-time
+    comparison), then each term when there are several."""
     row = {"epoch": epoch, "train_loss": train_losses["loss"], "val_loss": val["val_loss"],
-           **{k: v for k, v in val.items() if not k.endswith("_loss")}, "lr": lr}
+           **{k: v for k, v in val.items() if not k.endswith("_loss")}, "lr": lr, "elapsed_s": elapsed_s}
     terms = [name for name in train_losses if name != "loss"]
     if len(terms) > 1:
         row.update({f"train_{t}_loss": train_losses[t] for t in terms})
@@ -238,7 +241,8 @@ def fit_prior(run: Run, live) -> Progress:
     if fit is None:
         raise TrainingError(f"{type(run.model).__name__} has no trainable parameters and no fit_from_masks method")
     fit(torch.from_numpy(np.asarray(run.train_set.masks).astype(np.int64)), run.ignore_index)
-    row = epoch_row(1, 0.0, {"loss": float("nan")}, validate(run, DistContext()))
+    val = validate(run, DistContext())
+    row = epoch_row(1, 0.0, {"loss": float("nan")}, val, time.perf_counter() - started)
     progress = Progress(images=len(run.train_set), step_time=time.perf_counter() - started)
     progress.record(row, True, run.model.state_dict(), patience=0, last_epoch=1)
     log_epoch(live, row)

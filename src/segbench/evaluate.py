@@ -12,13 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from .checkpoint import load_checkpoint
 from .data.dataset import load_manifest
 from .environment import fingerprint
 from .errors import DataError
-from .metrics import ConfusionMatrix
+from .metrics import ConfusionMatrix, PerImageCounts
+from .models.options import PriorOptions
+from .models.prior import PriorBaseline
 from .runtime import resolve_device
 from .tasks import Segmentation, get_task
 
@@ -97,6 +99,42 @@ def split_source(manifest: dict, split: str) -> str:
     return "the dataset's own"
 
 
+# --- the setup behind a score: the training split, the class prior ----------------------------
+
+TRAIN_SUBSET_SEED = 0  # the same training images for every model and seed
+
+
+def train_subset_scores(model: nn.Module, task: Segmentation, cache_dir, count: int, batch_size: int,
+                        device: torch.device, test: dict) -> dict[str, float]:
+    """The model scored in eval mode on `count` training images (a fixed, seeded subset; all when the
+    split is smaller) beside `test`'s scores: train_miou and generalization_gap (train - test), and
+    for seg_depth train_depth_rmse and depth_rmse_gap (test - train). {} when `count` is 0."""
+    if count <= 0:
+        return {}
+    data = task.dataset(cache_dir, "train")
+    rng = np.random.default_rng(TRAIN_SUBSET_SEED)
+    chosen = np.sort(rng.choice(len(data), size=min(count, len(data)), replace=False)).tolist()
+    loader = DataLoader(Subset(data, chosen), batch_size=batch_size, shuffle=False)
+    scores = run_evaluation(model, loader, task, len(data.class_names), data.manifest["ignore_index"], device).scores
+    out = {"train_miou": scores["miou"], "generalization_gap": scores["miou"] - test["miou"]}
+    if "depth_rmse" in scores and "depth_rmse" in test:
+        out.update(train_depth_rmse=scores["depth_rmse"], depth_rmse_gap=test["depth_rmse"] - scores["depth_rmse"])
+    return out
+
+
+def prior_mask_counts(train_masks: np.ndarray, test_masks: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
+    """Per test image and class, (tp, fp, fn) of the class-prior predictor (the `prior_baseline` model
+    with its default grid, fit on the training masks): [images, classes, 3], like `mask_counts`."""
+    prior = PriorBaseline(num_classes, PriorOptions().grid_size)
+    prior.fit_from_masks(torch.from_numpy(np.asarray(train_masks).astype(np.int64)), ignore_index)
+    prediction = prior(torch.zeros(1, 1, *test_masks.shape[-2:]))["out"].argmax(1)
+    counts = PerImageCounts(num_classes, ignore_index)
+    for i in range(0, len(test_masks), 64):
+        block = torch.from_numpy(np.asarray(test_masks[i:i + 64]).astype(np.int64))
+        counts.update(prediction.expand_as(block), block)
+    return counts.counts()
+
+
 # --- prediction samples --------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -145,13 +183,15 @@ class CheckpointEvaluation:
     class_names: list[str]
     split: str
     samples: PredictionSamples  # the first validation images, predicted
-    per_image: dict  # segbench.stats' per-image statistics ("mask_counts", "depth_sums" for seg_depth)
+    per_image: dict  # segbench.stats' per-image statistics ("mask_counts", "depth_sums" for seg_depth) and the
+                     # class prior's "prior_mask_counts" on the same images
 
 
 def evaluate_checkpoint(checkpoint_path, cache_dir, split: str = "test", batch_size: int = 32, device: str = "auto",
-                        samples: int = 6, ap_bins: int = 1000) -> CheckpointEvaluation:
-    """Score a checkpoint on `split` and predict the first `samples` validation images.
-    Figures: segbench.model_figures."""
+                        samples: int = 6, ap_bins: int = 1000, train_subset: int = 0) -> CheckpointEvaluation:
+    """Score a checkpoint on `split` (and on `train_subset` training images: train_subset_scores), keep
+    the class prior's per-image counts on the same images, and predict the first `samples`
+    validation images. Figures: segbench.model_figures."""
     dev = resolve_device(device)
     model, ckpt = load_checkpoint(checkpoint_path)
     task = get_task(ckpt.get("task", "segmentation"))
@@ -167,8 +207,12 @@ def evaluate_checkpoint(checkpoint_path, cache_dir, split: str = "test", batch_s
                                 ap_bins=ap_bins, per_image=True)
     report = {"split": split, "split_source": split_source(manifest, split), **evaluation.report(data.class_names)}
     report.update(task.baselines(data, report))
+    report.update(train_subset_scores(model, task, cache_dir, train_subset, batch_size, dev, evaluation.scores))
+    ignore = data.manifest["ignore_index"]
+    per_image = {**evaluation.per_image(), "prior_mask_counts": prior_mask_counts(
+        task.dataset(cache_dir, "train").masks, data.masks, len(data.class_names), ignore)}
     report["env"] = fingerprint()  # every metrics file says where it was made
     val = data if split == "val" else task.dataset(cache_dir, "val")
     return CheckpointEvaluation(report=report, confusion=evaluation.confusion,
-                                class_names=list(data.class_names), split=split, per_image=evaluation.per_image(),
+                                class_names=list(data.class_names), split=split, per_image=per_image,
                                 samples=predict_samples(model, val, samples, dev))

@@ -23,11 +23,15 @@ _TAGS = {"cpu": set(BACKEND_TAGS.values()) - {""}, "cuda": set(PRECISION_TAGS.va
 REDUCED_PRECISION_TAGS = frozenset({"bf16", "fp16"})
 # the argmax agreement with eager fp32 an fp32 backend must reach to count (as fastest, in the summary)
 FP32_AGREEMENT = 0.999
-# the statistics `Timing.summary` writes beside each median, as suffixes of the key's prefix
-TIMING_STATS = ("p90_ms", "min_ms", "std_ms", "runs", "median_rel_ci", "stop_reason")
+# the statistics the profile stage writes beside each median, as suffixes of the key's prefix: the 95%
+# interval of the median over the profiling rounds (separate processes), how many rounds and runs it rests on
+TIMING_STATS = ("ci95_low_ms", "ci95_high_ms", "rounds", "p90_ms", "min_ms", "std_ms", "runs", "median_rel_ci",
+                "stop_reason")
 
 # per-epoch training-log metrics (DVCLive), in the order the report's curves list them
-CURVE_METRICS = ("train_loss", "val_loss", "val_miou", "lr", "val_depth_rmse", "train_depth_loss", "val_depth_loss")
+# (elapsed_s: the training seconds so far, over every attempt of a resumed run)
+CURVE_METRICS = ("train_loss", "val_loss", "val_miou", "lr", "val_depth_rmse", "train_depth_loss", "val_depth_loss",
+                 "elapsed_s")
 
 _SIZE = re.compile(r"(\d+)x(\d+)")
 

@@ -19,7 +19,8 @@ METRIC_PARTS = ("train", "eval", "profile")  # metrics/<model>/<part>.json, one 
 
 # The report's figures: plots/<name>.csv (the data `dvc plots` draws) and plots/<name>.png.
 REPORT_FIGURES = ("miou_vs_train_time", "miou_vs_latency_cpu", "miou_vs_latency_cuda", "miou_vs_size",
-                  "miou_vs_gflops", "iou_per_class", "training_curves", "depth_rmse_vs_cost")
+                  "miou_vs_gflops", "iou_per_class", "training_curves", "depth_rmse_vs_cost",
+                  "val_miou_vs_train_time")
 # The page `dvc plots show` fills (.dvc/config: plots.html_template = ../plots/report_template.html).
 REPORT_TEMPLATE = PLOTS_DIR / "report_template.html"
 

@@ -151,6 +151,9 @@ class EvaluateConfig:
     batch_size: int = option(32, min=1)
     samples: int = option(6, min=1, max=64)  # first N validation images in plots/<model>/predictions.png
     ap_bins: int = option(1000, min=10, max=100000)  # score-histogram bins per class for average precision
+    # Training images (a fixed, seeded subset) the selected checkpoint is also scored on, in eval mode:
+    # eval.json `train_miou` and `generalization_gap`; 0: off.
+    train_subset: int = option(80, min=0)
 
 
 @dataclass(frozen=True)
@@ -171,10 +174,18 @@ class ProfileConfig:
     # The runtimes timed on the CPU (segbench.backends); eager (PyTorch fp32) is the reference
     # the others' speed and agreement are measured against, so it is always listed.
     backends: tuple[str, ...] = option(("eager", "eager_bf16", "onnxruntime"), choices=PROFILE_BACKENDS)
+    # Every size and backend is timed in `rounds` rounds, each a fresh worker process, so the interval
+    # of each latency covers the spread between processes; more rounds, up to `max_rounds`, while some
+    # latency's 95% interval is wider than +-target_rel_ci of it. `time_budget_s` is per round.
+    rounds: int = option(5, min=1, max=50)
+    max_rounds: int = option(8, min=1, max=50)
+    target_rel_ci: float = option(0.05, min=0.0, min_exclusive=True, max=1.0)
 
     def __post_init__(self) -> None:
         if self.max_runs < self.min_runs:
             raise ConfigError(f"max_runs ({self.max_runs}) must be >= min_runs ({self.min_runs})")
+        if self.max_rounds < self.rounds:
+            raise ConfigError(f"max_rounds ({self.max_rounds}) must be >= rounds ({self.rounds})")
         if "eager" not in self.backends:
             raise ConfigError(f"backends: {list(self.backends)} lacks eager, the reference every other backend's "
                               "latency and agreement are compared with; add it")
@@ -188,3 +199,9 @@ class PlotConfig:
     dpi: int = option(120, min=50, max=600)
     bootstrap: int = option(2000, min=100, max=100000)  # test-image resamples for the intervals of differences
     bootstrap_seed: int = option(0, min=0, max=2**32 - 1)  # the resamples are the same on every run
+    # mIoU: a difference to the best whose whole 95% interval lies inside +-this is `equivalent`.
+    equivalence_margin: float = option(0.01, min=0.0, max=1.0, min_exclusive=True)
+    # A converged row whose train - test mIoU (mean over seeds) exceeds this is diagnosed `overfits`.
+    overfit_gap: float = option(0.10, min=0.0, max=1.0)
+    # The training-time budget of "mIoU at equal training time" (seconds); null: the shortest learned model's.
+    equal_time_s: Optional[float] = option(None, min=0.0, min_exclusive=True)

@@ -17,6 +17,12 @@ words too:
   d +- t(0.975, df) * se with Welch-Satterthwaite degrees of freedom (the bootstrap part
   counted as known, df infinite); a model with one seed contributes no seed term. The two
   models differ significantly when the interval excludes 0; otherwise they are tied.
+- **Across k models** (`holm_reject`, `verdict`, `seeds_needed`, `prob_best`): the plausibly-best
+  set keeps every model no better-scoring model beats after Holm's correction over every pair
+  (p-value from diff / se with the Welch df; segbench.comparison); a tie is *equivalent*
+  when the whole 95% interval lies inside +-margin, *inconclusive* otherwise; the seeds per model
+  that would resolve an inconclusive difference at 80% power (the image variance does not shrink
+  with seeds: same test set); the probability of being best over joint seed x image resamples.
 """
 from __future__ import annotations
 
@@ -99,8 +105,8 @@ def bootstrap_weights(n_images: int, resamples: int, seed: int) -> np.ndarray:
     return rng.multinomial(n_images, np.full(n_images, 1.0 / n_images), size=resamples).astype(np.float64)
 
 
-def seed_mean_scores(per_image: np.ndarray, rule: ScoreRule, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(per-seed scores on the whole split [seeds], seed-averaged scores per resample [resamples]).
+def seed_scores(per_image: np.ndarray, rule: ScoreRule, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(per-seed scores on the whole split [seeds], per-seed scores per resample [resamples, seeds]).
 
     per_image: [seeds, images, ...] one seed's per-image statistics per row.
     """
@@ -108,7 +114,12 @@ def seed_mean_scores(per_image: np.ndarray, rule: ScoreRule, weights: np.ndarray
     seeds, images, rest = per_image.shape[0], per_image.shape[1], per_image.shape[2:]
     full = rule.compute(per_image.sum(axis=1))
     resampled = np.einsum("bi,sik->bsk", weights, per_image.reshape(seeds, images, -1))
-    scores = rule.compute(resampled.reshape(weights.shape[0], seeds, *rest))
+    return full, rule.compute(resampled.reshape(weights.shape[0], seeds, *rest))
+
+
+def seed_mean_scores(per_image: np.ndarray, rule: ScoreRule, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(per-seed scores on the whole split [seeds], seed-averaged scores per resample [resamples])."""
+    full, scores = seed_scores(per_image, rule, weights)
     with warnings.catch_warnings():  # a resample where a score is undefined for every seed stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         return full, np.nanmean(scores, axis=1)
@@ -124,10 +135,22 @@ class Comparison:
     se: float
     df: float
     seeds: tuple[int, int]
+    seed_var: tuple[float, float] = (0.0, 0.0)  # each side's variance over its seeds (sd^2; 0 for one seed)
+    boot_var: float = 0.0  # the bootstrap (test-image) variance of the difference
 
     @property
     def significant(self) -> bool:
         return bool(self.low > 0 or self.high < 0)
+
+    @property
+    def p_value(self) -> float:
+        """Two-sided p-value of diff / se against Student t with the Welch df (normal when df is infinite)."""
+        from scipy import stats
+
+        if not self.se > 0:
+            return 1.0 if self.diff == 0 or math.isnan(self.diff) else 0.0
+        z = abs(self.diff) / self.se
+        return float(2 * (stats.norm.sf(z) if math.isinf(self.df) else stats.t.sf(z, self.df)))
 
     def as_dict(self) -> dict:
         return {"diff": self.diff, "ci95_low": self.low, "ci95_high": self.high, "se": self.se,
@@ -149,4 +172,78 @@ def compare(a_seeds: np.ndarray, b_seeds: np.ndarray, a_boot: np.ndarray, b_boot
     df = total ** 2 / denominator if denominator > 0 else math.inf
     se = math.sqrt(total)
     half = t_quantile(df) * se
-    return Comparison(diff, diff - half, diff + half, se, df, (len(a_seeds), len(b_seeds)))
+    seed_var = tuple(float(np.var(s, ddof=1)) if len(s) > 1 else 0.0 for s in (a_seeds, b_seeds))
+    return Comparison(diff, diff - half, diff + half, se, df, (len(a_seeds), len(b_seeds)), seed_var, v_boot)
+
+
+# --- across k models: multiplicity, equivalence, power, probability of being best --------------------
+
+EQUIVALENT, INCONCLUSIVE, SIGNIFICANT = "equivalent", "inconclusive", "significant"
+POWER = 0.8
+MAX_SEEDS = 1000  # beyond this a seed count is not advice
+
+
+def holm_reject(p_values, alpha: float = 1 - CONFIDENCE) -> np.ndarray:
+    """Holm's step-down procedure: which hypotheses are rejected with family-wise error <= alpha."""
+    p = np.asarray(p_values, float)
+    order = np.argsort(p, kind="stable")
+    thresholds = alpha / (len(p) - np.arange(len(p)))
+    passed = np.cumprod(p[order] <= thresholds).astype(bool)  # stop at the first that fails
+    rejected = np.zeros(len(p), bool)
+    rejected[order] = passed
+    return rejected
+
+
+def verdict(c: Comparison, margin: float) -> str:
+    """EQUIVALENT: the whole 95% interval inside +-margin; INCONCLUSIVE: it includes 0 but is not
+    inside the margin; SIGNIFICANT: it excludes 0."""
+    if c.significant:
+        return SIGNIFICANT
+    return EQUIVALENT if -margin < c.low and c.high < margin else INCONCLUSIVE
+
+
+def seeds_needed(c: Comparison, power: float = POWER, confidence: float = CONFIDENCE) -> int | None:
+    """Seeds per model at which a true difference of c.diff is significant with probability `power`.
+
+    se(n)^2 = boot_var + (var_A + var_B) / n: the image part stays (same test set); the seed variances
+    median-unbiased (below). Solves
+    |diff| = (t(confidence) + t(power)) * se(n) with the Welch df at n seeds each; None when no n
+    does (the test set alone cannot resolve the difference, or it is 0, or beyond MAX_SEEDS).
+    """
+    from scipy import stats
+
+    # A few seeds' sample variance is below the true one more often than above (its median is 0.69 of it
+    # at 3 seeds): scale each to a median-unbiased estimate, var * df / chi2_median(df), so the estimate is
+    # not optimistic in the typical case.
+    seed_var = [v * (n - 1) / stats.chi2.ppf(0.5, n - 1) if n > 1 else v for v, n in zip(c.seed_var, c.seeds)]
+    var_sum = sum(seed_var)
+    if c.diff == 0 or math.isnan(c.diff) or var_sum <= 0:
+        return None
+    n = np.arange(2, MAX_SEEDS + 1, dtype=float)
+    seed_part = var_sum / n
+    denominator = sum((v / n) ** 2 / (n - 1) for v in seed_var if v > 0)  # > 0: var_sum > 0
+    df = (c.boot_var + seed_part) ** 2 / denominator
+    q = 0.5 + confidence / 2
+    critical = stats.t.ppf(q, df) + stats.t.ppf(power, df)
+    ok = abs(c.diff) >= critical * np.sqrt(c.boot_var + seed_part)
+    return int(n[np.argmax(ok)]) if ok.any() else None
+
+
+def prob_best(resampled: list[np.ndarray], higher_is_better: bool, seed: int = 0) -> np.ndarray:
+    """Per model, the share of joint resamples in which its seed-mean score is the best.
+
+    resampled: per model [resamples, seeds] per-seed scores on the shared image resamples; each
+    resample also redraws every model's seeds with replacement (a model with one seed keeps it).
+    """
+    rng = np.random.default_rng(seed)
+    means = []
+    for scores in resampled:
+        b, s = scores.shape
+        picks = rng.integers(0, s, (b, s))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means.append(np.nanmean(np.take_along_axis(scores, picks, axis=1), axis=1))
+    stacked = np.array(means) * (1.0 if higher_is_better else -1.0)  # [models, resamples]
+    stacked = np.where(np.isnan(stacked), -np.inf, stacked)
+    winners = np.argmax(stacked, axis=0)
+    return np.bincount(winners, minlength=len(resampled)) / stacked.shape[1]

@@ -24,7 +24,8 @@ def run(args: argparse.Namespace) -> None:
     seed = params.seed_of(args.seed)
     cfg = params.evaluate
     result = evaluate_checkpoint(paths.checkpoint_path(args.model, seed), paths.PROCESSED_DIR, cfg.split, cfg.batch_size,
-                                 params.train.device, samples=cfg.samples, ap_bins=cfg.ap_bins)
+                                 params.train.device, samples=cfg.samples, ap_bins=cfg.ap_bins,
+                                 train_subset=cfg.train_subset)
     save_npz(paths.per_image_path(args.model, seed), confusion=result.confusion.matrix.numpy(),
              class_names=result.class_names, **result.per_image)
     save_figure(predictions_figure(result.samples, result.class_names, f"first validation images (seed {seed})"),
@@ -36,4 +37,5 @@ def run(args: argparse.Namespace) -> None:
     if "depth_rmse" in report:
         depth = (f", depth RMSE {report['depth_rmse']:.3f} m (mean-depth predictor "
                  f"{report['depth_rmse_mean_baseline']:.3f} m)")
-    print(f"{args.model} seed {seed}: {result.split} mIoU {report['miou']:.4f}, mAP {report['map']:.4f}{depth}{note}")
+    train = f", train mIoU {report['train_miou']:.4f}" if "train_miou" in report else ""
+    print(f"{args.model} seed {seed}: {result.split} mIoU {report['miou']:.4f}{train}, mAP {report['map']:.4f}{depth}{note}")

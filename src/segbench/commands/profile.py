@@ -39,10 +39,11 @@ def _report(model: str, result: dict, batch_size: int) -> None:
 
         print(contention_warning(result["contention"], f"profiling {model}"), file=sys.stderr)
     eager = [key for key in latency_keys(result, "cpu") if not key.tag]
-    sizes = ", ".join(f"{size_tag(key.size)} {result[key.name]:.1f} ms "
-                      f"({result[key.stat('stop_reason')]})" for key in eager if key.size)
-    print(f"{model}: {result['params']:,} params, {result['threads']} threads, CPU latency "
-          f"{result['latency_cpu_ms']:.2f} ms ({result['latency_cpu_stop_reason']}){', ' + sizes if sizes else ''}, "
+    latencies = ", ".join(f"{size_tag(key.size) if key.size else 'training size'} {result[key.name]:.4g} ms "
+                          f"[{result[key.stat('ci95_low_ms')]:.4g}, {result[key.stat('ci95_high_ms')]:.4g}]"
+                          for key in eager)
+    print(f"{model}: {result['params']:,} params, {result['threads']} threads, CPU latency {latencies} "
+          f"(95% intervals over {result['rounds']} rounds, {result['rounds_stop_reason']}), "
           f"{result['throughput_cpu_ips']:.1f} images/s at batch {batch_size}")
     for backend, reason in result.get("backend_errors", {}).items():
         print(f"{model}: backend {backend} not measured: {reason}")

@@ -20,11 +20,13 @@ from .. import paths
 from ..comparison import compare_scores, load_per_image
 from ..io import save_figure, write_text
 from . import figures, tables
+from .diagnose import OVERFIT_GAP, diagnose, diagnosis_text
+from .equal_time import equal_time
 from .markdown import markdown_table
 from .notes import notes
 from .spec import FIGURES, FigureSpec
 from .summary import summary_table
-from .view import ReportInputs, cost_environments, load_metrics
+from .view import ReportInputs, cost_environments, learned, load_metrics, load_prior_counts
 
 
 def to_csv(df: pd.DataFrame, index: bool = False) -> str:
@@ -40,19 +42,29 @@ def write_figure(figure: FigureSpec, inputs: ReportInputs, plots_dir: Path, colo
 
 
 def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], seeds: list[int] | tuple[int, ...] = (0,),
-                 dpi: int = 120, resamples: int = 2000, bootstrap_seed: int = 0) -> pd.DataFrame:
-    """Write every table, data file and PNG of the report; return the summary table."""
+                 dpi: int = 120, resamples: int = 2000, bootstrap_seed: int = 0,
+                 equivalence_margin: float = 0.01, overfit_gap: float = OVERFIT_GAP,
+                 equal_time_s: float | None = None) -> pd.DataFrame:
+    """Write every table, data file and PNG of the report; return the summary table. `overfit_gap`,
+    `equal_time_s`: params.yaml plot's (report/diagnose.py, report/equal_time.py)."""
     seeds = list(seeds)
     metrics = load_metrics(metrics_dir, models, seeds)
-    comparisons = compare_scores(load_per_image(metrics_dir, models, seeds), resamples, bootstrap_seed)
-    summary = summary_table(metrics, comparisons)
-    plots_dir.mkdir(parents=True, exist_ok=True)
+    per_image = load_per_image(metrics_dir, models, seeds)
+    comparisons = compare_scores(per_image, resamples, bootstrap_seed, equivalence_margin)
+    diagnoses = diagnose(metrics, per_image, load_prior_counts(metrics_dir, models, seeds), seeds, overfit_gap,
+                         resamples, bootstrap_seed)
     log_dirs = {m: {seed: paths.train_log_dir(m, seed, plots_dir) for seed in seeds} for m in models}
+    equal = equal_time(tables.time_curves(log_dirs, [m.name for m in learned(metrics)]), equal_time_s)
+    computed = {"diagnosis": [diagnosis_text(diagnoses[m.name]) for m in metrics],
+                "miou_equal_time": [equal.miou.get(m.name, float("nan")) for m in metrics]}
+    summary = summary_table(metrics, comparisons, computed=computed)
+    plots_dir.mkdir(parents=True, exist_ok=True)
     inputs = ReportInputs(metrics, comparisons, cost_environments(metrics), list(summary.index), log_dirs)
     colours = figures.model_colours(models)
     for figure in FIGURES:
         write_figure(figure, inputs, plots_dir, colours, dpi)
     write_text(paths.summary_csv(plots_dir), to_csv(summary, index=True))
     best = {score: result.best for score, result in comparisons.items()}
-    write_text(paths.summary_md(plots_dir), markdown_table(summary, best) + notes(metrics, comparisons, inputs.envs))
+    table = markdown_table(summary, best, margin=equivalence_margin)
+    write_text(paths.summary_md(plots_dir), table + notes(metrics, comparisons, inputs.envs, diagnoses, equal))
     return summary

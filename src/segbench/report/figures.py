@@ -226,3 +226,34 @@ def depth_tradeoff_figure(table: pd.DataFrame, colours: dict[str, tuple], axis: 
         ax.margins(x=0.15)
         label_points(ax, x, y, list(data["model"]))
     return fig
+
+
+def time_curves_figure(table: pd.DataFrame, colours: dict[str, tuple], axis: CostAxis | None = None):
+    """Best validation mIoU so far against training seconds, every learned model on one axis: the mean
+    over seeds and a band from the lowest to the highest seed; the title flags timings from several
+    environments (they are not comparable on one axis)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.4, 4.6), layout="constrained")
+    ax = fig.subplots()
+    envs = sorted({e for e in table.get("env", []) if isinstance(e, str) and e})
+    title = "Validation mIoU at equal training time (best so far; band: lowest to highest seed)"
+    if len(envs) > 1 or "mixed" in envs:
+        title += f"\n⚠ training timed in {len(envs)} environments ({', '.join(envs)}): not comparable on one axis"
+    fig.suptitle(title, fontsize=10)
+    if table.empty:
+        _message_axes(ax, "no training times logged (elapsed_s)")
+        return fig
+    for model, rows in table.groupby("model", sort=False):
+        colour = colours.get(model, "grey")
+        ax.step(rows["time_s"], rows["val_miou"], where="post", color=colour, label=model)
+        if (rows["seeds"] > 1).any():
+            ax.fill_between(rows["time_s"], rows["val_miou_min"], rows["val_miou_max"], step="post", color=colour,
+                            alpha=0.18, lw=0)
+    if use_log_scale(table["time_s"]):
+        ax.set_xscale("log")
+    ax.set_xlabel("training time (s, cumulative, DVCLive elapsed_s)")
+    ax.set_ylabel("best validation mIoU so far")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig

@@ -32,15 +32,28 @@ def _interval_cell(row: pd.Series, column: Column) -> str:
     return f"{fmt(mean, column)} ± {(high - low) / 2:.4f}"
 
 
+def _cost_cell(row: pd.Series, column: Column, name: str) -> str:
+    """A cost with its 95% interval "v [low, high]" (asymmetric: a latency median's), or the value alone."""
+    if name != column.name:  # another profiled size: no interval
+        return fmt(row[name], column)
+    low, high = (row.get(c) for c in column.companions)
+    if _missing(row[name]) or _missing(low) or _missing(high):
+        return fmt(row[name], column)
+    return f"{fmt(row[name], column)} [{fmt(low, column)}, {fmt(high, column)}]"
+
+
 def _vs_best_cell(row: pd.Series, column: Column, is_best: bool) -> str:
-    """The difference to the best model with its 95% interval; `tied`: the interval includes 0."""
-    low, high, tied = column.companions
+    """The difference to the best model with its 95% interval and its verdict (equivalent,
+    inconclusive; nothing when significantly worse)."""
+    low, high, _, verdict = column.companions
     diff = row.get(column.name)
     if _missing(diff):
         return MISSING
     if is_best:
         return "best"
-    return f"{diff:+.4f} [{row[low]:+.4f}, {row[high]:+.4f}]" + (" tied" if row[tied] else "")
+    word = row.get(verdict)
+    word = f" {word}" if isinstance(word, str) and word in ("equivalent", "inconclusive") else ""
+    return f"{diff:+.4f} [{row[low]:+.4f}, {row[high]:+.4f}]{word}"
 
 
 def shown_columns(df: pd.DataFrame, columns: Sequence[Column] = SUMMARY) -> list[tuple[Column, str, str]]:
@@ -55,9 +68,10 @@ def shown_columns(df: pd.DataFrame, columns: Sequence[Column] = SUMMARY) -> list
     return shown
 
 
-def markdown_table(df: pd.DataFrame, best: dict[str, str] | None = None, columns: Sequence[Column] = SUMMARY) -> str:
+def markdown_table(df: pd.DataFrame, best: dict[str, str] | None = None, columns: Sequence[Column] = SUMMARY,
+                   margin: float = 0.01) -> str:
     """The README's table: mean +- 95% CI over seeds, the difference to the best with its interval
-    (`tied`: the interval includes 0), GPU columns only when some model has them, missing as a dash.
+    and verdict, GPU columns only when some model has them, missing as a dash.
     `best`: score -> the best model (segbench.comparison)."""
     best = best or {}
     shown = shown_columns(df, columns)
@@ -70,13 +84,19 @@ def markdown_table(df: pd.DataFrame, best: dict[str, str] | None = None, columns
                 cells.append(_interval_cell(row, column))
             elif column.compare:
                 cells.append(_vs_best_cell(row, column, best.get(column.compare) == model))
+            elif column.cost_interval:
+                cells.append(_cost_cell(row, column, name))
             else:
                 cells.append(fmt(row[name], column))
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     axes = ", ".join(axis.short for axis in AXES if df[axis.column].notna().any())
     note = (f"\nQuality: the mean over the training seeds ± half its 95% interval (Student t; one seed: no interval). "
             f"`vs best`: the difference to the best model with its 95% interval over seeds and test images (paired "
-            f"bootstrap, README \"How sure is a difference\"); `tied`: the interval includes 0. "
+            f"bootstrap, README \"How sure is a difference\"): `equivalent` when the whole interval lies inside "
+            f"±{margin:g}, `inconclusive` when it includes 0 but is wider. `could be best`: no better-scoring model "
+            f"is significantly better after Holm's correction over every pair; `P(best)`: the share of joint seed x image "
+            f"resamples in which the model has the best mIoU. Costs: median or mean [95% interval] where measured. "
             f"`pareto`: the costs ({axes}) on whose mIoU Pareto front the model lies: no other model is significantly "
-            f"better at no more cost. Sorted by mIoU; {MISSING}: not measured.\n")
+            f"better and not significantly costlier (cost intervals that overlap count as the same cost). "
+            f"Sorted by mIoU; {MISSING}: not measured.\n")
     return "\n".join(lines) + "\n" + note

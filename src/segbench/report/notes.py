@@ -24,18 +24,41 @@ def split_note(metrics: list[ModelMetrics]) -> str:
     return "Quality scored on " + "; ".join(f"{where} for {', '.join(names)}" for where, names in scored.items()) + ".\n"
 
 
+def _names(models: list[str]) -> str:
+    return ", ".join(models)
+
+
+def _settle(result: ScoreComparison) -> str:
+    """What more seeds would do for each inconclusive difference to the best."""
+    parts = []
+    for m, n in result.seeds_needed.items():
+        if n is None:
+            parts.append(f"{result.best} vs {m}: more seeds cannot settle it: the test set is too small")
+        elif n > result.seeds[result.models.index(m)]:
+            parts.append(f"about {n} seeds would settle {result.best} vs {m}")
+    return (" " + "; ".join(parts) + " (80% power).") if parts else ""
+
+
 def significance_sentence(result: ScoreComparison, label: str) -> str:
-    """One plain sentence: which models are tied with the best at 95%, and how many seeds carry it."""
-    tied = [m for m in result.models if m != result.best and result.tied_with_best(m)]
-    worse = [m for m in result.models if m not in tied and m != result.best]
+    """Plain sentences: the plausibly-best set (Holm), each one's probability of being best, which
+    differences to the best are equivalent, inconclusive or significant, and what more seeds would do."""
+    others = [m for m in result.models if m != result.best]
+    by = {word: [m for m in others if result.verdicts.get(m) == word] for word in ("equivalent", "inconclusive", "worse")}
     direction = "higher" if result.rule.higher_is_better else "lower"
-    parts = [f"At 95% confidence: {result.best} has the best {label} ({direction} is better)"]
-    if tied:
-        parts.append(f"{', '.join(tied)} {'is' if len(tied) == 1 else 'are'} statistically tied with it "
-                     "(the interval of the difference includes 0)")
-    if worse:
-        parts.append(f"{', '.join(worse)} {'is' if len(worse) == 1 else 'are'} significantly worse")
-    sentence = "; ".join(parts) + "."
+    best_set = [m for m in result.models if result.plausibly_best(m)] or [result.best]
+    chances = ", ".join(f"{m} {result.p_best.get(m, math.nan):.0%}" for m in best_set)
+    parts = [f"At 95% confidence (Holm's correction over all {len(result.models) * len(others) // 2} pairs): the best {label} "
+             f"({direction} is better) could be {' or '.join(best_set)} (probability of being best: {chances}); "
+             f"{result.best} has the best mean"]
+    if by["equivalent"]:
+        parts.append(f"equivalent to it (the whole interval of the difference inside ±{result.margin:g}): "
+                     f"{_names(by['equivalent'])}")
+    if by["inconclusive"]:
+        parts.append(f"inconclusive (the interval includes 0 but is wider than ±{result.margin:g}): "
+                     f"{_names(by['inconclusive'])}")
+    if by["worse"]:
+        parts.append(f"significantly worse: {_names(by['worse'])}")
+    sentence = "; ".join(parts) + "." + _settle(result)
     single = [m for m, n in zip(result.models, result.seeds) if n < 2]
     if single:
         who = "every model" if len(single) == len(result.models) else ", ".join(single)
@@ -44,9 +67,39 @@ def significance_sentence(result: ScoreComparison, label: str) -> str:
     return sentence
 
 
-def significance_note(comparisons: dict[str, ScoreComparison]) -> str:
-    return "".join(significance_sentence(result, SCORE_LABELS.get(score, score)) + "\n"
-                   for score, result in comparisons.items())
+def unstable_clause(result: ScoreComparison, unstable: set[str] | frozenset[str]) -> str:
+    """The rows of this comparison diagnosed unstable (report/diagnose.py): their place may change with other seeds."""
+    named = [m for m in result.models if m in unstable]
+    if not named:
+        return ""
+    return (f" Unstable (a seed collapsed, or the seeds spread widely; see ⚠ below): {_names(named)}: "
+            "any statement involving them may change with other seeds.")
+
+
+def significance_note(comparisons: dict[str, ScoreComparison], unstable: set[str] | frozenset[str] = frozenset()) -> str:
+    return "".join(significance_sentence(result, SCORE_LABELS.get(score, score)) + unstable_clause(result, unstable)
+                   + "\n" for score, result in comparisons.items())
+
+
+def diagnosis_note(diagnoses: dict[str, list] | None) -> str:
+    """One ⚠ line per diagnosed row with its evidence (report/diagnose.py), or nothing."""
+    return "".join(f"⚠ {model} (README \"Why a row sits where it does\"): "
+                   + "; ".join(f"{d.label}: {d.evidence}" for d in found) + ".\n"
+                   for model, found in (diagnoses or {}).items() if found)
+
+
+def equal_time_note(equal, envs: CostEnvironments) -> str:
+    """One sentence: the best validation mIoU within the equal training-time budget (report/equal_time.py)."""
+    if equal is None or math.isnan(equal.budget_s) or not equal.best:
+        return ""
+    how = "plot.equal_time_s" if equal.chosen else "the shortest training time among learned models"
+    sentence = (f"At equal training time ({equal.budget_s:.3g} s, {how}): {equal.best} reached the best validation "
+                f"mIoU ({equal.miou[equal.best]:.4f}).")
+    ids = {envs.ids.get((m, "train"), "") for m in equal.miou}
+    if len(ids - {""}) > 1 or "mixed" in ids:
+        sentence += (f" ⚠ The training times come from {len(ids - {''})} environments ({', '.join(sorted(ids - {''}))}): "
+                     "they are not comparable, so neither is this.")
+    return sentence + "\n"
 
 
 def backend_note(metrics: list[ModelMetrics]) -> str:
@@ -112,7 +165,11 @@ def contention_note(metrics: list[ModelMetrics]) -> str:
             f"\"Honest timings\"): {', '.join(busy)}. Those costs are not comparable with quiet ones; quality is unaffected.\n")
 
 
-def notes(metrics: list[ModelMetrics], comparisons: dict[str, ScoreComparison], envs: CostEnvironments) -> str:
-    """Every note, in the order the summary prints them."""
-    return (split_note(metrics) + significance_note(comparisons) + backend_note(metrics) + convergence_note(metrics)
+def notes(metrics: list[ModelMetrics], comparisons: dict[str, ScoreComparison], envs: CostEnvironments,
+          diagnoses: dict[str, list] | None = None, equal=None) -> str:
+    """Every note, in the order the summary prints them; `diagnoses`: report/diagnose.py's, `equal`:
+    report/equal_time.py's EqualTime."""
+    unstable = {m for m, found in (diagnoses or {}).items() if any(d.kind == "unstable" for d in found)}
+    return (split_note(metrics) + significance_note(comparisons, unstable) + equal_time_note(equal, envs)
+            + backend_note(metrics) + convergence_note(metrics) + diagnosis_note(diagnoses)
             + environment_note(envs) + contention_note(metrics))

@@ -64,6 +64,8 @@ class Column:
     only_with: tuple[str, str] | None = None  # (part, key): filled only for models that have it; left out of
                                # summary.csv when none has (the depth columns on a segmentation-only run)
     per_size: str = ""         # a latency: one more column per other profiled size, with this header ({size})
+    cost_interval: bool = False  # a cost with <name>_ci95_low/_high: its 95% interval (report/pareto.py cost_interval:
+                               # a latency median's over profiling rounds, training time's over seeds); cell "v [low, high]"
 
     @property
     def metrics_key(self) -> str:
@@ -72,10 +74,10 @@ class Column:
     @property
     def companions(self) -> tuple[str, ...]:
         """The columns that follow it in summary.csv and that the Markdown folds into its cell."""
-        if self.interval:
+        if self.interval or self.cost_interval:
             return f"{self.name}_ci95_low", f"{self.name}_ci95_high"
-        if self.compare:
-            return f"{self.name}_low", f"{self.name}_high", f"{self.compare}_tied_with_best"
+        if self.compare:  # tied: the interval includes 0; verdict: best, equivalent, inconclusive or worse
+            return f"{self.name}_low", f"{self.name}_high", f"{self.compare}_tied_with_best", f"{self.compare}_verdict"
         return ()
 
     def sized(self, columns: Iterable[str]) -> list[tuple[str, str]]:
@@ -96,16 +98,20 @@ SUMMARY = (
     Column("miou", "mIoU (95% CI)", "eval", number="{:.4f}", interval=True),
     Column("seeds", "seeds", source="seeds", integer=True, number="{}"),
     Column("miou_vs_best", "mIoU vs best (95% CI)", compare="miou"),
+    Column("best_set", "could be best", source="best_set", empty=""),  # Holm over the k - 1 comparisons with the best
+    Column("p_best", "P(best)", source="p_best", number="{:.0%}"),  # over joint seed x image resamples
     Column("mrecall", "mRecall", "eval", number="{:.4f}"),
     Column("accuracy", "accuracy", "eval", number="{:.4f}"),
     Column("mdice", "mDice", "eval", number="{:.4f}"),
-    Column("train_time_s", "train time (s)", "train"),
+    Column("train_time_s", "train time (s)", "train", cost_interval=True),
     Column("train_peak_rss_mb", "train peak memory (MB)", "train", key="peak_rss_mb", show=any_value),
     Column("best_val_miou", "best val mIoU", "train", number="{:.4f}"),
-    Column("latency_cpu_ms", "CPU latency (ms)", "profile", per_size="CPU latency {size} (ms)"),
+    # best val mIoU within the equal training-time budget (report/equal_time.py; README "Why a row sits where it does")
+    Column("miou_equal_time", "mIoU at equal training time", source="miou_equal_time", number="{:.4f}", show=any_value),
+    Column("latency_cpu_ms", "CPU latency (ms)", "profile", per_size="CPU latency {size} (ms)", cost_interval=True),
     Column("fastest_cpu_backend", "fastest CPU backend", source="fastest_cpu_backend"),
     Column("fastest_cpu_speedup", "speed-up vs eager fp32", source="fastest_cpu_speedup", number="{:.2f}x"),
-    Column("latency_cuda_ms", "GPU latency (ms)", "profile", show=any_value),
+    Column("latency_cuda_ms", "GPU latency (ms)", "profile", show=any_value, cost_interval=True),
     Column("size_mb", "size (MB)", "profile"),
     Column("gflops", "GFLOPs", "profile"),
     Column("params", "params", "profile", integer=True, number="{:,}"),
@@ -116,6 +122,7 @@ SUMMARY = (
     Column("depth_rmse_mean_baseline", "mean-depth RMSE (m)", "eval", only_with=DEPTH),
     Column("depth_rmse_vs_mean_baseline", "x better than mean", "eval", number="{:.2f}x", only_with=DEPTH),
     # flags, last: shown only when they say something
+    Column("diagnosis", "diagnosis", source="diagnosis", empty="", show=any_text),  # report/diagnose.py
     Column("converged", "converged", source="converged", empty="", show=any_no),
     Column("env", "env (costs)", source="env", empty="", show=envs_differ),
     Column("contended", "contended timing", source="contended", empty="", show=any_text),
@@ -179,4 +186,5 @@ FIGURES = (
     FigureSpec("iou_per_class", "iou_per_class", "heatmap_figure"),
     FigureSpec("training_curves", "curves", "curves_figure"),
     FigureSpec("depth_rmse_vs_cost", "depth_vs_cost", "depth_tradeoff_figure"),
+    FigureSpec("val_miou_vs_train_time", "val_miou_vs_time", "time_curves_figure"),
 )

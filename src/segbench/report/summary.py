@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..comparison import ScoreComparison
 from ..keys import parse_latency_key
-from .pareto import pareto_front
+from .pareto import cost_interval, cost_intervals, pareto_front
 from .spec import AXES, SUMMARY, Column
 from .tables import fastest_backend, latency_settings
 from .view import TIMED_PARTS, CostEnvironments, ModelMetrics, cost_environments
@@ -25,13 +25,16 @@ class SummaryContext:
     metrics: list[ModelMetrics]  # params order
     comparisons: dict[str, ScoreComparison]
     envs: CostEnvironments
+    computed: dict[str, list] | None = None  # source -> one value per model, computed by the caller (diagnosis)
 
 
 def _pareto(ctx: SummaryContext) -> list[str]:
-    """The costs on whose mIoU front each model lies (significance-aware when mIoU was compared)."""
+    """The costs on whose mIoU front each model lies (significance-aware when mIoU was compared: off
+    only when another is significantly better and its cost interval does not lie above this one's)."""
     miou = np.array([m.get("eval", "miou") for m in ctx.metrics])
     better = ctx.comparisons["miou"].better if "miou" in ctx.comparisons else None
-    fronts = {axis.short: pareto_front(miou, np.array([m.get(axis.part, axis.column) for m in ctx.metrics]), better)
+    fronts = {axis.short: pareto_front(miou, np.array([m.get(axis.part, axis.column) for m in ctx.metrics]), better,
+                                       *cost_intervals(ctx.metrics, axis.part, axis.column))
               for axis in AXES}
     return [", ".join(short for short, on in fronts.items() if on[i]) for i in range(len(ctx.metrics))]
 
@@ -41,8 +44,25 @@ def _converged(m: ModelMetrics) -> str:
     return "" if converged is None else ("yes" if converged else "no")
 
 
+def _best_set(ctx: SummaryContext) -> list[str]:
+    """"yes" for the models not significantly worse than the best mIoU after Holm's correction."""
+    result = ctx.comparisons.get("miou")
+    return ["yes" if result and result.plausibly_best(m.name) else "" for m in ctx.metrics]
+
+
+def _p_best(ctx: SummaryContext) -> list[float]:
+    result = ctx.comparisons.get("miou")
+    return [result.p_best.get(m.name, math.nan) if result else math.nan for m in ctx.metrics]
+
+
+# sources that need more than the metrics files (per-image counts, training logs): build_report passes them
+# as summary_table(computed=...); the value without them
+COMPUTED_BY_CALLER = {"diagnosis": "", "miou_equal_time": math.nan}
+
 SOURCES: dict[str, Callable[[SummaryContext], list]] = {
     "pareto": _pareto,
+    "best_set": _best_set,
+    "p_best": _p_best,
     "seeds": lambda ctx: [len(m.eval.get("seeds") or [None]) for m in ctx.metrics],  # how many seeds the means cover
     "fastest_cpu_backend": lambda ctx: [fastest_backend(m)[0] for m in ctx.metrics],
     "fastest_cpu_speedup": lambda ctx: [fastest_backend(m)[1] for m in ctx.metrics],
@@ -53,11 +73,11 @@ SOURCES: dict[str, Callable[[SummaryContext], list]] = {
 
 
 def summary_table(metrics: list[ModelMetrics], comparisons: dict[str, ScoreComparison] | None = None,
-                  columns: Sequence[Column] = SUMMARY) -> pd.DataFrame:
+                  columns: Sequence[Column] = SUMMARY, computed: dict[str, list] | None = None) -> pd.DataFrame:
     """One row per model, sorted by mIoU (best first, missing last), one column (and its companions)
     per entry of `columns` that applies; `pareto` names the fronts it is on (significance-aware when
     `comparisons` has mIoU); `seeds`: how many seeds the means cover."""
-    ctx = SummaryContext(metrics, comparisons or {}, cost_environments(metrics))
+    ctx = SummaryContext(metrics, comparisons or {}, cost_environments(metrics), computed or {})
     data: dict[str, list] = {"model": [m.name for m in metrics]}
     for column in columns:
         data.update(column_values(column, ctx))
@@ -77,6 +97,10 @@ def column_values(column: Column, ctx: SummaryContext) -> dict[str, list]:
         if column.compare not in ctx.comparisons:
             return {}
         values = _vs_best(column, ctx.comparisons[column.compare], metrics)
+    elif column.source in (ctx.computed or {}):
+        values = {column.name: list(ctx.computed[column.source])}
+    elif column.source in COMPUTED_BY_CALLER:  # not given (a notebook's summary_table): empty
+        values = {column.name: [COMPUTED_BY_CALLER[column.source]] * len(metrics)}
     elif column.source:
         values = {column.name: SOURCES[column.source](ctx)}
     else:
@@ -94,6 +118,11 @@ def _from_metrics(column: Column, metrics: list[ModelMetrics]) -> dict[str, list
         low, high = column.companions
         values[low] = [m.interval(part, key)[0] for m in metrics]
         values[high] = [m.interval(part, key)[1] for m in metrics]
+    if column.cost_interval:  # empty where only the exact value is recorded
+        ends = [cost_interval(m, part, key) for m in metrics]
+        exact = [e[0] == e[1] == v for e, v in zip(ends, values[column.name])]
+        for k, name in enumerate(column.companions):
+            values[name] = [math.nan if x else e[k] for e, x in zip(ends, exact)]
     if column.per_size:
         at = parse_latency_key(key)
         for m in metrics:  # each model's other sizes, smallest first; a size first seen later goes after
@@ -105,8 +134,10 @@ def _from_metrics(column: Column, metrics: list[ModelMetrics]) -> dict[str, list
 
 
 def _vs_best(column: Column, comparison: ScoreComparison, metrics: list[ModelMetrics]) -> dict[str, list]:
-    """<score>_vs_best (model - best, mean over seeds), its 95% interval and whether it is tied with the best."""
-    low, high, tied = column.companions
+    """<score>_vs_best (model - best, mean over seeds), its 95% interval, whether it includes 0 and the
+    verdict (best, equivalent, inconclusive, worse: segbench.comparison)."""
+    low, high, tied, verdict = column.companions
     diffs = [comparison.vs_best[m.name] for m in metrics]
     return {column.name: [c.diff for c in diffs], low: [c.low for c in diffs], high: [c.high for c in diffs],
-            tied: [comparison.tied_with_best(m.name) for m in metrics]}
+            tied: [comparison.tied_with_best(m.name) for m in metrics],
+            verdict: [comparison.verdicts.get(m.name, "") for m in metrics]}

@@ -23,9 +23,10 @@ from ..keys import (
     parse_latency_key,
 )
 from ..stats import mean_of
-from .pareto import pareto_front
+from .equal_time import best_so_far, time_table
+from .pareto import cost_intervals, pareto_front
 from .spec import DEPTH_COSTS, CostAxis
-from .view import CostEnvironments, ModelMetrics, ReportInputs, cost_environments, read_train_log
+from .view import CostEnvironments, ModelMetrics, ReportInputs, cost_environments, learned, read_train_log
 
 EAGER_CPU = LatencyKey("cpu")  # eager fp32 on CPU at the training size: what a backend's speed-up is against
 
@@ -89,7 +90,8 @@ def tradeoff_table(metrics: list[ModelMetrics], axis: CostAxis, better: np.ndarr
             "miou_ci95_low": [m.interval("eval", "miou")[0] for m in metrics],
             "miou_ci95_high": [m.interval("eval", "miou")[1] for m in metrics],
         })
-        frame["pareto"] = pareto_front(frame["miou"].to_numpy(), frame[axis.column].to_numpy(), better)
+        frame["pareto"] = pareto_front(frame["miou"].to_numpy(), frame[axis.column].to_numpy(), better,
+                                       *cost_intervals(metrics, axis.part, key))
         frame["converged"] = [m.converged() for m in metrics]
         frame["env"] = [envs.ids.get((m.name, axis.timing), "") if axis.timing else "" for m in metrics]
         frame["flag"] = [timing_flag(m, axis.timing, envs) for m in metrics]
@@ -121,7 +123,8 @@ def depth_tradeoff_table(metrics: list[ModelMetrics], comparison: ScoreCompariso
         frame = pd.DataFrame({"model": [m.name for m in depth_models], "setting": setting,
                               "cost": [m.get(part, key) for m in depth_models],
                               "depth_rmse": [m.get("eval", "depth_rmse") for m in depth_models]})
-        frame["pareto"] = pareto_front(-frame["depth_rmse"].to_numpy(), frame["cost"].to_numpy(), better)
+        frame["pareto"] = pareto_front(-frame["depth_rmse"].to_numpy(), frame["cost"].to_numpy(), better,
+                                       *cost_intervals(depth_models, part, key))
         frame["mean_baseline"] = [m.get("eval", "depth_rmse_mean_baseline") for m in depth_models]
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)[columns]
@@ -193,3 +196,14 @@ def curves(inputs: ReportInputs, axis: CostAxis | None = None) -> pd.DataFrame:
 
 def depth_vs_cost(inputs: ReportInputs, axis: CostAxis | None = None) -> pd.DataFrame:
     return depth_tradeoff_table(inputs.metrics, inputs.comparisons.get("depth_rmse"))
+
+
+def time_curves(log_dirs: dict[str, dict[int, Path]], models: list[str]) -> dict[str, list[np.ndarray]]:
+    """Per model, each seed's (training seconds, best val mIoU so far) per epoch (report/equal_time.py)."""
+    return {m: [best_so_far(read_train_log(Path(d))) for d in log_dirs.get(m, {}).values()] for m in models}
+
+
+def val_miou_vs_time(inputs: ReportInputs, axis: CostAxis | None = None) -> pd.DataFrame:
+    """Best val mIoU so far against training seconds, every learned model on one time grid."""
+    models = [m.name for m in learned(inputs.metrics)]
+    return time_table(time_curves(inputs.log_dirs, models), {m: inputs.envs.ids.get((m, "train"), "") for m in models})

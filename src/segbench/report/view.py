@@ -14,7 +14,7 @@ from .. import paths
 from ..comparison import ScoreComparison
 from ..environment import fingerprint_id, recorded_fingerprints
 from ..errors import DataError
-from ..io import read_json
+from ..io import load_npz, read_json
 from ..keys import CURVE_METRICS
 from ..stats import is_summary, mean_of
 
@@ -143,6 +143,22 @@ def read_train_log(log_dir: Path) -> pd.DataFrame | None:
             raise DataError(f"{path}: not a DVCLive metric log with columns step and {metric} ({exc})") from None
         merged = series if merged is None else merged.merge(series, on="step", how="outer")
     return merged
+
+
+def load_prior_counts(metrics_dir: Path, models: list[str], seeds: list[int]) -> dict[str, np.ndarray | None]:
+    """Per model, the class prior's per-image counts on its seeds' test images ([seeds, images, classes, 3],
+    evaluate's `prior_mask_counts`); None when a seed's file does not have them (an older evaluate)."""
+    found: dict[str, np.ndarray | None] = {}
+    for model in models:
+        arrays = [load_npz(paths.per_image_path(model, seed, metrics_dir)) for seed in seeds]
+        has = all("prior_mask_counts" in a for a in arrays)
+        found[model] = np.stack([a["prior_mask_counts"] for a in arrays]).astype(np.float64) if has else None
+    return found
+
+
+def learned(metrics: list[ModelMetrics]) -> list[ModelMetrics]:
+    """The models with trainable parameters (profile.json params > 0; the class prior has none)."""
+    return [m for m in metrics if m.get("profile", "params") != 0]
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ def read_params_at(tree, revision: Revision, params_file: str = "params.yaml") -
     if data is None:
         return None
     try:
-        value = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        value = yaml.load(data, Loader=yaml.CSafeLoader)  # libyaml: PyYAML's wheels bundle it
     except yaml.YAMLError as exc:
         raise RevisionError(f"{revision.label}: {params_file}: not valid YAML ({str(exc).splitlines()[0]})") from None
     return value if isinstance(value, dict) else None
@@ -241,7 +241,8 @@ def _lock(data: RevisionData) -> dict | None:
 
         raw = data.tree.read("dvc.lock") if data.tree is not None else None
         try:
-            data._read["dvc.lock"] = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if raw else None
+            # libyaml's loader (PyYAML's wheels bundle it): dvc.lock is hundreds of KB
+            data._read["dvc.lock"] = yaml.load(raw, Loader=yaml.CSafeLoader) if raw else None
         except yaml.YAMLError:
             data._read["dvc.lock"] = None
     return data._read["dvc.lock"]

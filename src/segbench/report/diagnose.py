@@ -1,0 +1,121 @@
+"""Why a row sits where it does: each model's diagnoses, each with its evidence (README "Why a row
+sits where it does"). Pure: numbers in (metrics, per-image counts), diagnoses out; no files, no drawing.
+
+- overfits: converged (validation stopped improving) and the mean train - test mIoU over seeds
+  (eval.json `generalization_gap`) above `plot.overfit_gap`;
+- collapsed: a seed whose test predictions are not significantly better than the class prior's
+  (95% paired bootstrap over the test images, segbench.stats, on that seed's counts against the
+  prior's); a model with no trainable parameters (the prior itself) never collapses;
+- unstable: a collapsed seed, or a seed standard deviation of mIoU at least UNSTABLE_SPREAD times
+  the distance from the row's mean to the nearest other row's mean;
+- unconverged: train.json `converged` false (README "Converged or not").
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..stats import SCORE_RULES, bootstrap_weights, compare, seed_mean_scores
+from .view import ModelMetrics
+
+OVERFIT_GAP = 0.10  # plot.overfit_gap's default: train - test mIoU of a converged row that is overfitting
+UNSTABLE_SPREAD = 0.5  # seed sd of mIoU >= this x the distance to the nearest other row's mean: unstable
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    kind: str  # overfits, collapsed, unstable, unconverged
+    label: str  # what the summary's `diagnosis` column says
+    evidence: str  # the numbers behind it, for the ⚠ note
+
+
+def collapsed_seeds(counts: np.ndarray, prior: np.ndarray, seeds: list[int], weights: np.ndarray) -> list[tuple]:
+    """(seed, its test mIoU, the prior's, the 95% interval's lower end of seed - prior) for every seed
+    not significantly better than the prior. counts, prior: [seeds, images, classes, 3]."""
+    rule = SCORE_RULES["miou"]
+    found = []
+    for k, seed in enumerate(seeds):
+        own_full, own_boot = seed_mean_scores(counts[k:k + 1], rule, weights)
+        prior_full, prior_boot = seed_mean_scores(prior[k:k + 1], rule, weights)
+        difference = compare(own_full, prior_full, own_boot, prior_boot)
+        if not difference.low > 0:
+            found.append((seed, float(own_full[0]), float(prior_full[0]), difference.low))
+    return found
+
+
+def _miou_sd(m: ModelMetrics) -> float:
+    value = m.eval.get("miou")
+    sd = value.get("std") if isinstance(value, dict) else None
+    return float(sd) if isinstance(sd, (int, float)) else math.nan
+
+
+def _nearest_distance(m: ModelMetrics, metrics: list[ModelMetrics]) -> float:
+    others = [abs(m.get("eval", "miou") - o.get("eval", "miou")) for o in metrics if o.name != m.name]
+    others = [d for d in others if not math.isnan(d)]
+    return min(others) if others else math.nan
+
+
+def _overfits(m: ModelMetrics, gap_threshold: float) -> Diagnosis | None:
+    gap = m.get("eval", "generalization_gap")
+    if m.converged() is not True or math.isnan(gap) or gap <= gap_threshold:
+        return None
+    return Diagnosis("overfits", "overfits", f"train mIoU {m.get('eval', 'train_miou'):.3f} vs test "
+                     f"{m.get('eval', 'miou'):.3f} (gap {gap:.3f} > {gap_threshold:.2f}) while validation has stopped "
+                     "improving: more data, augmentation or regularisation, not more epochs")
+
+
+def _collapsed(collapsed: list[tuple], n_seeds: int) -> Diagnosis | None:
+    if not collapsed:
+        return None
+    named = ", ".join(f"seed {s} {score:.3f}" for s, score, _, _ in collapsed)
+    label = f"{len(collapsed)} of {n_seeds} seeds collapsed"
+    return Diagnosis("collapsed", label, f"{named} against the class prior's {collapsed[0][2]:.3f}: not "
+                     "significantly better (95% paired bootstrap over test images); the mean keeps every seed")
+
+
+def _unstable(m: ModelMetrics, metrics: list[ModelMetrics], collapsed: list[tuple]) -> Diagnosis | None:
+    sd, distance = _miou_sd(m), _nearest_distance(m, metrics)
+    if collapsed:
+        return Diagnosis("unstable", "unstable", "a seed collapsed: another seed could move the row")
+    if not math.isnan(sd) and not math.isnan(distance) and sd >= UNSTABLE_SPREAD * distance:
+        return Diagnosis("unstable", "unstable", f"seed sd of mIoU {sd:.3f} >= {UNSTABLE_SPREAD:g} x the distance "
+                         f"{distance:.3f} to the nearest other row: its place may change with other seeds")
+    return None
+
+
+def _unconverged(m: ModelMetrics) -> Diagnosis | None:
+    if m.converged() is not False:
+        return None
+    gain = m.get("train", "late_gain")
+    detail = f" (best validation score +{gain:.0%} in its last epochs)" if not math.isnan(gain) else ""
+    return Diagnosis("unconverged", "unconverged", f"still improving when training stopped{detail}")
+
+
+def diagnose(metrics: list[ModelMetrics], per_image: dict[str, dict[str, np.ndarray]],
+             prior: dict[str, np.ndarray | None], seeds: list[int], overfit_gap: float = OVERFIT_GAP,
+             resamples: int = 2000, bootstrap_seed: int = 0) -> dict[str, list[Diagnosis]]:
+    """{model: its diagnoses, in the order overfits, collapsed, unstable, unconverged} ([] for none).
+    per_image: segbench.comparison.load_per_image's; prior: per model the seeds' class-prior counts
+    [seeds, images, classes, 3] (evaluate's `prior_mask_counts`; None when not recorded)."""
+    found = {}
+    for m in metrics:
+        counts, prior_counts = per_image.get(m.name, {}).get("mask_counts"), prior.get(m.name)
+        collapsed: list[tuple] = []
+        if counts is not None and prior_counts is not None and m.get("profile", "params") != 0:
+            weights = bootstrap_weights(counts.shape[1], resamples, bootstrap_seed)
+            collapsed = collapsed_seeds(counts, prior_counts, seeds, weights)
+        candidates = (_overfits(m, overfit_gap), _collapsed(collapsed, len(seeds)), _unstable(m, metrics, collapsed),
+                      _unconverged(m))
+        found[m.name] = [d for d in candidates if d is not None]
+    return found
+
+
+def diagnosis_text(diagnoses: list[Diagnosis]) -> str:
+    """The summary's `diagnosis` cell: the labels, "" for none."""
+    return "; ".join(d.label for d in diagnoses)
+
+
+def unstable_models(diagnoses: dict[str, list[Diagnosis]]) -> set[str]:
+    return {model for model, found in diagnoses.items() if any(d.kind == "unstable" for d in found)}
