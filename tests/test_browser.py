@@ -8,6 +8,7 @@ rendered DOM are kept under test-artifacts/ (gitignored; SEGBENCH_TEST_ARTIFACTS
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -198,3 +199,138 @@ def test_the_browser_really_is_offline(tmp_path):
                     '"vega: " + typeof vega;</script></body></html>')
     dom = chromium(page.as_uri(), tmp_path / "profile", "--dump-dom")
     assert "vega: undefined" in dom.stdout
+
+
+PROBE = """<script>
+window.addEventListener("load", function () {
+  Promise.all(window.segbenchViews).then(function (results) {
+    var views = {};
+    results.forEach(function (result) {
+      if (!result || !result.view) return;
+      var marks = [];
+      (function visit(mark) {
+        marks.push({name: mark.name || "", role: mark.role || "", type: mark.marktype,
+                    items: (mark.items || []).filter(function (i) { return i.datum; }).map(function (i) {
+                      var d = i.datum;
+                      return {model: d.model, rev: d.rev_name, panel: d.panel, move: d.move, line: d.line,
+                              text: i.text, dash: i.strokeDash, width: i.strokeWidth, fill: i.fill};
+                    })});
+        (mark.items || []).forEach(function (item) { (item.items || []).forEach(visit); });
+      })(result.view.scenegraph().root);
+      views[result.view.container().closest("[id]").id] = marks;
+    });
+    var out = document.createElement("pre");
+    out.id = "segbench-probe";
+    out.textContent = JSON.stringify(views);
+    document.body.appendChild(out);
+  });
+});
+</script>"""
+
+
+def probe(index: Path, profile: Path) -> dict[str, list[dict]]:
+    """Every Vega view's scenegraph, by the id of its div: each mark's name, role and drawn items (their data)."""
+    page = index.with_name("probe.html")
+    head, tail = index.read_text().rsplit("</body>", 1)  # the last one: the inlined libraries hold the string too
+    page.write_text(head + PROBE + "</body>" + tail)
+    dom = chromium(page.as_uri(), profile, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = next((n for n in Tree(dom.stdout).root.walk() if n.attrs.get("id") == "segbench-probe"), None)
+    assert found is not None, "the views did not finish drawing"
+    return json.loads(found.all_text())
+
+
+def view_of(views: dict, name: str) -> list[dict]:
+    return next(marks for view_id, marks in views.items() if name in view_id)
+
+
+def items(marks: list[dict], layer: str) -> list[dict]:
+    """The drawn items of one trade-off layer (`layer_2`: segments, `layer_8`: labels, `concat_0`: notes)."""
+    return [i for m in marks if m["role"] == "mark" and f"{layer}_marks" in m["name"] for i in m["items"]]
+
+
+SEGMENTS, LABELS, NOTES = "layer_2", "layer_8", "concat_0"
+TIMING = {"train_time_s", "latency_cpu_ms"}
+COSTS = {"train_time_s", "latency_cpu_ms", "latency_cuda_ms", "size_mb", "gflops"}
+
+
+def fabricate(repo: Path, newer: bool) -> None:
+    """Trade-off CSVs for one revision: `big` improves for real in the newer one (95% intervals apart),
+    `small` moves within noise (they overlap), `worse`'s timings come from another environment, `twin`
+    stays; no model has a GPU latency."""
+    for cost in ("train_time_s", "latency_cpu_ms", "latency_cuda_ms", "size_mb", "gflops"):
+        path = repo / "plots" / f"miou_vs_{cost.removesuffix('_s').removesuffix('_ms').removesuffix('_mb')}.csv"
+        rows = list(csv.DictReader(path.open()))
+        for row in rows:
+            base = {"big": 0.5, "small": 0.45, "twin": 0.1, "worse": 0.3}[row["model"]]
+            miou = base + (newer and {"big": 0.2, "small": 0.01}.get(row["model"], 0.0))
+            row.update(miou=miou, miou_ci95_low=miou - 0.03, miou_ci95_high=miou + 0.03, flag="")
+            if cost == "latency_cuda_ms":
+                row[cost] = ""
+            if newer and row["model"] == "worse" and cost in TIMING:
+                row["env"] = "0ther0env"
+                row[cost] = float(row[cost]) * 1.5
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+@needs_browser
+def test_plots_diff_links_each_models_points_and_says_if_the_move_is_real(report, tmp_path):
+    repo, _ = report
+    git = ["git", "-c", "user.email=test@segbench", "-c", "user.name=segbench-test"]
+    models = {"big", "small", "twin", "worse"}
+
+    # one revision (`dvc plots show`): as before, no segments and no notes, one label per model
+    fabricate(repo, newer=False)
+    dvc(["plots", "show"], repo)
+    shown = probe(repo / "dvc_plots" / "index.html", tmp_path / "profile")
+    size = view_of(shown, "miou_vs_size")
+    assert not items(size, SEGMENTS) and not items(size, NOTES)
+    assert sorted(i["text"] for i in items(size, LABELS)) == sorted(models)
+
+    run([*git, "add", "-A"], repo)
+    run([*git, "commit", "-qm", "older"], repo)
+    fabricate(repo, newer=True)
+    run([*git, "add", "-A"], repo)
+    run([*git, "commit", "-qm", "newer"], repo)
+    dvc(["plots", "diff", "HEAD~1", "HEAD"], repo)
+    index = repo / "dvc_plots" / "index.html"
+    views = probe(index, tmp_path / "profile")
+
+    for name in ("miou_vs_train_time", "miou_vs_latency_cpu", "miou_vs_size", "miou_vs_gflops"):
+        marks = view_of(views, name)
+        segments = items(marks, SEGMENTS)
+        with (repo / "plots" / f"{name}.csv").open() as f:  # a model and panel with a cost in both revisions
+            drawn = sorted(row["model"] for row in csv.DictReader(f) if row[next(iter(set(row) & COSTS))])
+        # one segment per model and panel, from the older revision to the newer one
+        assert sorted(s["model"] for s in segments) == drawn, name
+        assert {s["rev"] for s in segments} == {"HEAD"}, name
+        # one label per model and panel, at its newest point
+        labels = items(marks, LABELS)
+        assert sorted(i["text"] for i in labels) == drawn, name
+        assert {i["rev"] for i in labels} == {"HEAD"}, name
+        move = {s["model"]: s["move"] for s in segments}
+        assert move["big"].startswith("real") and move["small"].startswith("noise"), (name, move)
+        width = {s["model"]: s["width"] for s in segments}
+        assert width["big"] > width["small"], (name, width)
+        timing = name in ("miou_vs_train_time", "miou_vs_latency_cpu")
+        assert move["worse"].startswith("not comparable") == timing, (name, move)
+        notes = " ".join(i["line"] for i in items(marks, NOTES))
+        assert "HEAD~1 \u2192 HEAD" in notes and "real move" in notes and "noise" in notes, notes
+        assert ("not comparable" in notes) == timing, notes
+        # the hollow dots: one per revision for `worse`'s timings, none for size and GFLOPs
+        hollow = [i for m in marks if "layer_6_marks" in m["name"] for i in m["items"]]
+        assert sorted(i["model"] for i in hollow) == (sorted([m for m in drawn if m == "worse"] * 2) if timing else []), name
+
+    # no model has a GPU latency in either revision: a short message, no axes, no panel
+    gpu = view_of(views, "miou_vs_latency_cuda")
+    assert [i["line"] for i in items(gpu, NOTES)] == ["no measurements (absent from every model's metrics)"]
+    assert not [m for m in gpu if m["role"] == "axis" and m["items"]], "empty axes drawn for the GPU plot"
+    assert not items(gpu, SEGMENTS) and not items(gpu, LABELS)
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = chromium(index.as_uri(), tmp_path / "profile", "--hide-scrollbars", "--window-size=1400,2600",
+                    f"--screenshot={ARTIFACTS / 'report-diff-screenshot.png'}")
+    assert shot.returncode == 0 and (ARTIFACTS / "report-diff-screenshot.png").stat().st_size > 10_000

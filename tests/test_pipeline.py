@@ -16,8 +16,11 @@ pytestmark = pytest.mark.integration
 
 MODELS = ("unet", "deeplab")
 SEED = 0  # one training seed: stages train@<model>-0 and evaluate@<model>-0
-# the summary's columns that compare each model with the best one (they move when the best model changes)
-VS_BEST = ["pareto", "miou_vs_best", "miou_vs_best_low", "miou_vs_best_high", "miou_tied_with_best"]
+# the summary's columns that compare each model with the others (they move when another model changes): the
+# difference to the best and its verdict, the plausibly-best set, P(best), Pareto membership, the equal-time
+# budget (the shortest learned model's training time) and the diagnoses that weigh a row against its neighbours
+VS_BEST = ["pareto", "miou_vs_best", "miou_vs_best_low", "miou_vs_best_high", "miou_tied_with_best", "miou_verdict",
+           "best_set", "p_best", "miou_equal_time", "diagnosis"]
 
 
 def ran_stages(output: str) -> set[str]:

@@ -64,10 +64,11 @@ class Budget:
     min_runs: int
     max_runs: int
     time_budget_s: float
+    floor_runs: int = 3  # runs even past the budget (a large frame): fewer when rounds give the interval
 
     def kwargs(self) -> dict:
         return {"warmup": self.warmup, "min_runs": self.min_runs, "max_runs": self.max_runs,
-                "time_budget_s": self.time_budget_s}
+                "time_budget_s": self.time_budget_s, "floor_runs": self.floor_runs}
 
 
 def _time_forward(model: nn.Module, x: torch.Tensor, budget: Budget, clock: Optional[Clock] = None,

@@ -76,7 +76,8 @@ def profile(model: nn.Module, input_size: tuple[int, int], cfg: ProfileConfig | 
     """
     cfg = cfg or ProfileConfig()
     job = RoundJob(sizes=resolve_sizes(input_size, cfg.input_sizes), batch_size=cfg.batch_size,
-                   budget=Budget(cfg.warmup, cfg.min_runs, cfg.max_runs, cfg.time_budget_s),
+                   budget=Budget(cfg.warmup, cfg.min_runs, cfg.max_runs, cfg.time_budget_s,
+                                 floor_runs=3 if cfg.max_rounds == 1 else 2),
                    backends=tuple(b for b in cfg.backends if b != "eager"), threads=cfg.threads or torch.get_num_threads(),
                    cuda=_use_cuda(cfg.device), amp_dtype=cfg.amp_dtype)
     model = model.eval()

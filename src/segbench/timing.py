@@ -45,13 +45,14 @@ def median_rel_ci(times: np.ndarray, z: float = 1.96) -> float:
 
 
 def measure(run: Callable[[], None], *, warmup: int = 5, min_runs: int = 20, max_runs: int = 500,
-            time_budget_s: float = 8.0, target_rel_ci: float = 0.02, clock: Optional[Clock] = None,
+            time_budget_s: float = 8.0, target_rel_ci: float = 0.02, floor_runs: int = 3, clock: Optional[Clock] = None,
             now: Callable[[], float] = time.perf_counter) -> Timing:
     """Time `run` adaptively; `clock(run)` returns the seconds one call took (wall clock by default).
 
     Warm-up stops early once it has used half the budget (a 750x1000 frame can take seconds);
-    timing stops when the median is stable, at `max_runs`, or, after at least 3 runs, when
-    the budget (warm-up included) is spent.
+    timing stops when the median is stable, at `max_runs`, or, after at least `floor_runs` runs
+    (3: enough for the interval of one median; 2 when several rounds give the interval), when the
+    budget (warm-up included) is spent.
     """
     clock = clock or _wall_clock
     started = now()
@@ -75,7 +76,7 @@ def measure(run: Callable[[], None], *, warmup: int = 5, min_runs: int = 20, max
         if n >= max_runs:
             reason = "max_runs"
             break
-        if n >= 3 and now() - started > time_budget_s:
+        if n >= floor_runs and now() - started > time_budget_s:
             reason = "time_budget"
             break
     return Timing(np.asarray(times), reason)
