@@ -1,8 +1,11 @@
 """Why a row sits where it does: each model's diagnoses, each with its evidence (README "Why a row
 sits where it does"). Pure: numbers in (metrics, per-image counts), diagnoses out; no files, no drawing.
 
-- overfits: converged (validation stopped improving) and the mean train - test mIoU over seeds
-  (eval.json `generalization_gap`) above `plot.overfit_gap`;
+- overfits: validation has stopped improving (its best score rose by less than PLATEAU_GAIN over the
+  last quarter of the epochs, train.json `late_gain` averaged over seeds) and the mean train - test
+  mIoU over seeds (eval.json `generalization_gap`) is above `plot.overfit_gap`. Looser than
+  `converged` (1%): a row whose validation crawls up by 1-2% while the gap is 0.25 overfits;
+  such a row is not also called unconverged;
 - collapsed: a seed whose test predictions are not significantly better than the class prior's
   (95% paired bootstrap over the test images, segbench.stats, on that seed's counts against the
   prior's); a model with no trainable parameters (the prior itself) never collapses;
@@ -21,6 +24,7 @@ from ..stats import SCORE_RULES, bootstrap_weights, compare, seed_mean_scores
 from .view import ModelMetrics
 
 OVERFIT_GAP = 0.10  # plot.overfit_gap's default: train - test mIoU of a converged row that is overfitting
+PLATEAU_GAIN = 0.05  # validation's best score rose by less than this over the last quarter: it has stopped improving
 UNSTABLE_SPREAD = 0.5  # seed sd of mIoU >= this x the distance to the nearest other row's mean: unstable
 
 
@@ -58,8 +62,9 @@ def _nearest_distance(m: ModelMetrics, metrics: list[ModelMetrics]) -> float:
 
 
 def _overfits(m: ModelMetrics, gap_threshold: float) -> Diagnosis | None:
-    gap = m.get("eval", "generalization_gap")
-    if m.converged() is not True or math.isnan(gap) or gap <= gap_threshold:
+    gap, gain = m.get("eval", "generalization_gap"), m.get("train", "late_gain")
+    plateau = gain < PLATEAU_GAIN if not math.isnan(gain) else m.converged() is True
+    if not plateau or math.isnan(gap) or gap <= gap_threshold:
         return None
     return Diagnosis("overfits", "overfits", f"train mIoU {m.get('eval', 'train_miou'):.3f} vs test "
                      f"{m.get('eval', 'miou'):.3f} (gap {gap:.3f} > {gap_threshold:.2f}) while validation has stopped "
@@ -106,8 +111,9 @@ def diagnose(metrics: list[ModelMetrics], per_image: dict[str, dict[str, np.ndar
         if counts is not None and prior_counts is not None and m.get("profile", "params") != 0:
             weights = bootstrap_weights(counts.shape[1], resamples, bootstrap_seed)
             collapsed = collapsed_seeds(counts, prior_counts, seeds, weights)
-        candidates = (_overfits(m, overfit_gap), _collapsed(collapsed, len(seeds)), _unstable(m, metrics, collapsed),
-                      _unconverged(m))
+        overfits = _overfits(m, overfit_gap)
+        candidates = (overfits, _collapsed(collapsed, len(seeds)), _unstable(m, metrics, collapsed),
+                      None if overfits else _unconverged(m))
         found[m.name] = [d for d in candidates if d is not None]
     return found
 
