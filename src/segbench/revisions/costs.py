@@ -6,12 +6,13 @@
   versions, GPU), with the same precision, threads and input size, on a quiet machine; otherwise
   the row is "not comparable" and names the fields that differ.
 - Training time and training memory: the Welch interval over the seeds. Latency: each median's
-  recorded 95% interval (`<prefix>_median_rel_ci`) on both sides, combined; throughput borrows the
-  interval of the latency at its setting (the same timer, model and input size).
+  recorded 95% interval over the profiling rounds (`<prefix>_ci95_low_ms` / `_high_ms`; older
+  metrics: `<prefix>_median_rel_ci`); the two are the same cost when their intervals overlap (the
+  rule the summary uses between models: the rounds cover the spread between processes, not the drift
+  between two profile runs minutes or days apart, so the stricter combined interval would call that
+  drift a change). Throughput borrows the interval of the latency at its setting.
 """
 from __future__ import annotations
-
-import math
 
 from ..environment import env_differences, fingerprint_id, recorded_fingerprints
 from ..keys import LatencyKey, latency_keys, size_tag, throughput_key
@@ -139,14 +140,28 @@ def _timed_row(name: str, label: str, a: dict, b: dict, key: LatencyKey, higher_
     old, new = number(a.get(name)), number(b.get(name))
     if old is None or new is None:
         return Row(name, label, old, new, higher_is_better, NOT_COMPARABLE, note="measured in one revision only")
-    spread_a, spread_b = number(a.get(key.stat("median_rel_ci"))), number(b.get(key.stat("median_rel_ci")))
-    if spread_a is None or spread_b is None:
-        return Row(name, label, old, new, higher_is_better, NO_INTERVAL, note="no recorded timing spread (median_rel_ci)")
-    half = math.hypot(old * spread_a, new * spread_b)  # each median's own 95% half-width, independent runs
-    d = new - old
-    note = f"timing spread ±{spread_a:.1%} / ±{spread_b:.1%}" + (" (the latency's)" if higher_is_better else "")
-    low, high = d - half, d + half
+    span_a, span_b = _interval(a, key), _interval(b, key)
+    if span_a is None or span_b is None:
+        return Row(name, label, old, new, higher_is_better, NO_INTERVAL, note="no recorded timing interval")
+    if higher_is_better:  # throughput (images/s): the latency's relative interval, inverted
+        span_a, span_b = _inverted(old, span_a, number(a.get(key.name))), _inverted(new, span_b, number(b.get(key.name)))
+    low, high = span_b[0] - span_a[1], span_b[1] - span_a[0]  # contains 0 exactly when the intervals overlap
+    note = (f"95% intervals [{span_a[0]:.4g}, {span_a[1]:.4g}] and [{span_b[0]:.4g}, {span_b[1]:.4g}]"
+            + (" (the latency's)" if higher_is_better else "") + ("; overlapping: the same cost" if low <= 0 <= high else ""))
     return Row(name, label, old, new, higher_is_better, verdict_of(low, high, higher_is_better), low, high, note)
+
+
+def _inverted(value: float, latency: tuple[float, float], median: float) -> tuple[float, float]:
+    return value * median / latency[1], value * median / latency[0]
+
+
+def _interval(profile: dict, key: LatencyKey) -> tuple[float, float] | None:
+    """A latency's 95% interval (ms): over the profiling rounds, or from an older profile's median_rel_ci."""
+    low, high = number(profile.get(key.stat("ci95_low_ms"))), number(profile.get(key.stat("ci95_high_ms")))
+    if low is not None and high is not None:
+        return low, high
+    median, rel = number(profile.get(key.name)), number(profile.get(key.stat("median_rel_ci")))
+    return (median * (1 - rel), median * (1 + rel)) if median is not None and rel is not None else None
 
 
 def profile_memory_rows(a: dict, b: dict) -> list[Row]:
