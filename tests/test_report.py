@@ -437,6 +437,13 @@ def test_latency_with_its_interval_in_the_summary_and_the_pareto_column(tmp_path
     assert summary.loc["small", "latency_cpu_ms_ci95_low"] == 1.8 and math.isnan(summary.loc["worse", "latency_cpu_ms_ci95_low"])
     table = markdown.markdown_table(summary, {"miou": "big"})
     assert "| 2 [1.8, 2.4] |" in table
+    # another profiled size shows its own interval over the rounds
+    large = LatencyKey("cpu", "", (48, 64))
+    edit_json(tmp_path / "metrics" / "small" / "profile.json", {large.name: 250.0, large.stat("ci95_low_ms"): 230.0,
+                                                                 large.stat("ci95_high_ms"): 280.0})
+    sized = summary_table(view.load_metrics(tmp_path / "metrics", names), comparisons)
+    assert sized.loc["small", f"{large.name}_ci95_high"] == 280.0
+    assert "| 250 [230, 280] |" in markdown.markdown_table(sized, {"miou": "big"})
     # big (significantly better) is not significantly slower than small any more: small leaves the CPU latency front
     assert "CPU latency" in summary.loc["big", "pareto"] and "CPU latency" not in summary.loc["small", "pareto"]
 

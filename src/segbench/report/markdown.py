@@ -34,9 +34,8 @@ def _interval_cell(row: pd.Series, column: Column) -> str:
 
 def _cost_cell(row: pd.Series, column: Column, name: str) -> str:
     """A cost with its 95% interval "v [low, high]" (asymmetric: a latency median's), or the value alone."""
-    if name != column.name:  # another profiled size: no interval
-        return fmt(row[name], column)
-    low, high = (row.get(c) for c in column.companions)
+    low, high = (row.get(c) for c in column.companions) if name == column.name else (
+        row.get(f"{name}_ci95_low"), row.get(f"{name}_ci95_high"))  # another profiled size's own interval
     if _missing(row[name]) or _missing(low) or _missing(high):
         return fmt(row[name], column)
     return f"{fmt(row[name], column)} [{fmt(low, column)}, {fmt(high, column)}]"

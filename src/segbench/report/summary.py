@@ -130,6 +130,11 @@ def _from_metrics(column: Column, metrics: list[ModelMetrics]) -> dict[str, list
                 other = parse_latency_key(name)
                 if other.size and other.tag == at.tag and name not in values:
                     values[name] = [n.get(part, name) for n in metrics]
+                    if column.cost_interval:  # its 95% interval over the profiling rounds, where recorded
+                        ends = [cost_interval(n, part, name) for n in metrics]
+                        exact = [e[0] == e[1] == v for e, v in zip(ends, values[name])]
+                        values[f"{name}_ci95_low"] = [math.nan if x else e[0] for e, x in zip(ends, exact)]
+                        values[f"{name}_ci95_high"] = [math.nan if x else e[1] for e, x in zip(ends, exact)]
     return values
 
 
