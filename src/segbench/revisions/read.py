@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import paths
 from ..errors import SegbenchError
+from ..report import view as report_view
 
 WORKSPACE = "workspace"
 
@@ -44,13 +45,9 @@ class Revision:
 
 
 @dataclass(frozen=True)
-class ModelMetrics:
-    """One model's metrics files at a revision: the model-level ones and each seed's."""
+class ModelMetrics(report_view.ModelMetrics):
+    """One model's metrics files at a revision: the model-level ones (the report's view of them) and each seed's."""
 
-    name: str
-    train: dict
-    eval: dict
-    profile: dict
     seeds: dict[int, dict[str, dict]]  # seed -> {"train": ..., "eval": ...}
 
     def seed_values(self, part: str, key: str) -> list[float]:
