@@ -206,3 +206,25 @@ def test_a_model_a_worker_cannot_load_is_timed_here_round_by_round():
 
     result = profiled(Local(), (16, 16), input_sizes=[], rounds=2, max_rounds=2)
     assert result["rounds"] == 2 and result["rounds_in_process"] is True and result["latency_cpu_rounds"] == 2
+
+
+def test_later_rounds_time_only_the_latencies_still_wider_than_the_target(monkeypatch):
+    class Local(nn.Module):  # timed in this process, round by round, so the fake timer below applies
+        def forward(self, x):
+            return {"out": x[:, :2]}
+
+    calls: list[tuple[int, ...]] = []
+
+    def fake_time_forward(model, x, budget, clock=None, autocast=None):
+        calls.append(tuple(x.shape))
+        if x.shape[-1] == 32:  # 24x32: the same median every round, so precise after the first rounds
+            return timing_module.Timing(np.full(5, 4.0), "stable")
+        return timing_module.Timing(np.full(5, 1.0 + len(calls)), "stable")  # training size: a new median each round
+
+    monkeypatch.setattr(latency, "_time_forward", fake_time_forward)
+    result = profiled(Local(), (16, 16), input_sizes=[(24, 32)], rounds=2, max_rounds=4, target_rel_ci=0.05)
+    assert result["rounds"] == 4 and result["rounds_stop_reason"] == "max_rounds"
+    assert result["latency_cpu_rounds"] == 4  # still wide: timed in every round
+    assert result["latency_cpu_24x32_rounds"] == 2  # precise after the first 2 rounds: not timed again
+    assert result["latency_cpu_24x32_ms"] == pytest.approx(4.0)
+    assert sum(shape == (1, 3, 24, 32) for shape in calls) == 2

@@ -87,12 +87,15 @@ def _time_forward(model: nn.Module, x: torch.Tensor, budget: Budget, clock: Opti
 
 
 def _profile_device(model: nn.Module, sizes: list[tuple[int, int]], batch_size: int, budget: Budget, precision: str = "",
-                    device: str = "cpu", clock: Optional[Clock] = None, autocast: Optional[torch.dtype] = None) -> Round:
-    """Latency at every size (batch 1) and throughput at the first size (batch `batch_size`)."""
+                    device: str = "cpu", clock: Optional[Clock] = None, autocast: Optional[torch.dtype] = None,
+                    skip: frozenset[str] = frozenset()) -> Round:
+    """Latency at every size (batch 1) but those in `skip` (key names), and throughput at the first
+    size (batch `batch_size`)."""
     out = Round()
     for i, size in enumerate(sizes):
-        x = make_input(1, size, device)
-        out.timings[LatencyKey(device, precision, None if i == 0 else size)] = _time_forward(model, x, budget, clock, autocast)
+        key = LatencyKey(device, precision, None if i == 0 else size)
+        if key.name not in skip:
+            out.timings[key] = _time_forward(model, make_input(1, size, device), budget, clock, autocast)
     x = make_input(batch_size, sizes[0], device)
     timing = _time_forward(model, x, budget, clock, autocast)
     throughput = throughput_key("_".join(filter(None, (device, precision))))
@@ -125,6 +128,10 @@ class RoundJob:
     threads: int
     cuda: bool
     amp_dtype: str
+    # Later rounds: the latency keys already as precise as asked (not timed again), and whether to
+    # compare each backend's output with eager fp32's (the first round's comparison is the one kept).
+    skip: frozenset[str] = frozenset()
+    agreement: bool = True
 
 
 def time_round(model: nn.Module, job: RoundJob) -> Round:
@@ -132,27 +139,29 @@ def time_round(model: nn.Module, job: RoundJob) -> Round:
     previous = torch.get_num_threads()
     torch.set_num_threads(job.threads)
     try:
-        out = _profile_device(model, job.sizes, job.batch_size, job.budget)
+        out = _profile_device(model, job.sizes, job.batch_size, job.budget, skip=job.skip)
         out.numbers["peak_rss_mb"] = peak_rss_mb()
-        out.update(profile_backends(model, job.sizes, job.budget, job.backends, job.threads))
+        out.update(profile_backends(model, job.sizes, job.budget, job.backends, job.threads, job.skip, job.agreement))
         if job.cuda:
-            out.update(_profile_cuda(model, job.sizes, job.batch_size, job.budget, AMP_DTYPES[job.amp_dtype]))
+            out.update(_profile_cuda(model, job.sizes, job.batch_size, job.budget, AMP_DTYPES[job.amp_dtype], job.skip))
     finally:
         torch.set_num_threads(previous)
     return out
 
 
 def profile_backends(model: nn.Module, sizes: list[tuple[int, int]], budget: Budget, backends: Sequence[str],
-                     threads: int) -> Round:
-    """CPU latency of each backend at every size (latency_cpu_<tag>[_<H>x<W>]_ms), its set-up time
-    (setup_<tag>_s, summed over sizes: export or compilation) and its agreement with eager fp32 on
-    the same input (max_abs_diff_cpu_<tag>, argmax_agreement_cpu_<tag>, per size). A backend that
-    cannot run the model gets its one-line reason in backend_errors instead, and no numbers."""
+                     threads: int, skip: frozenset[str] = frozenset(), compare: bool = True) -> Round:
+    """CPU latency of each backend at every size (latency_cpu_<tag>[_<H>x<W>]_ms) but those in `skip`,
+    its set-up time (setup_<tag>_s, summed over sizes: export or compilation) and, with `compare`, its
+    agreement with eager fp32 on the same input (max_abs_diff_cpu_<tag>, argmax_agreement_cpu_<tag>,
+    per size). A backend that cannot run the model gets its one-line reason in backend_errors
+    instead, and no numbers."""
     out = Round()
     errors: dict[str, str] = {}
+    references: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # size -> (input, eager fp32 logits)
     for backend in backends:
         try:
-            out.update(_time_backend(model, sizes, budget, backend, threads))
+            out.update(_time_backend(model, sizes, budget, backend, threads, skip, references if compare else None))
         except BackendUnavailable as exc:
             errors[backend] = str(exc)
         except (RuntimeError, ValueError) as exc:  # it ran at one size and not at another
@@ -162,33 +171,44 @@ def profile_backends(model: nn.Module, sizes: list[tuple[int, int]], budget: Bud
     return out
 
 
-def _time_backend(model: nn.Module, sizes: list[tuple[int, int]], budget: Budget, backend: str, threads: int) -> Round:
+def _time_backend(model: nn.Module, sizes: list[tuple[int, int]], budget: Budget, backend: str, threads: int,
+                  skip: frozenset[str], references: Optional[dict]) -> Round:
+    """One backend at every size not in `skip`; `references` (size -> input and eager fp32 logits,
+    filled as needed and shared between backends) for the agreement, None for none."""
     out = Round()
+    setup_s = 0.0
     for i, size in enumerate(sizes):
         key = LatencyKey("cpu", BACKEND_TAGS[backend], None if i == 0 else size)
-        x = make_input(1, size)
-        with torch.inference_mode():
-            reference = model(x)["out"]
+        if key.name in skip:
+            continue
+        if references is not None and size not in references:
+            x = make_input(1, size)
+            with torch.inference_mode():
+                references[size] = (x, model(x)["out"])
+        x = references[size][0] if references is not None else make_input(1, size)
         runner = prepare(backend, model, x, threads)
         with torch.inference_mode():
-            agree = agreement(reference, runner.run(x))
+            if references is not None:
+                agree = agreement(references[size][1], runner.run(x))
+                diff_key, agreement_key = agreement_keys(key)
+                out.numbers[diff_key], out.numbers[agreement_key] = agree["max_abs_diff"], agree["argmax_agreement"]
             out.timings[key] = measure(lambda run=runner.run, x=x: run(x), **budget.kwargs())
-        diff_key, agreement_key = agreement_keys(key)
-        out.numbers[diff_key], out.numbers[agreement_key] = agree["max_abs_diff"], agree["argmax_agreement"]
-        out.numbers[setup_key(backend)] = out.numbers.get(setup_key(backend), 0.0) + runner.setup_s
+        setup_s += runner.setup_s
+    if len(out.timings) == len(sizes):  # set-up summed over every size: a round that skipped one has none
+        out.numbers[setup_key(backend)] = setup_s
     return out
 
 
 def _profile_cuda(model: nn.Module, sizes: list[tuple[int, int]], batch_size: int, budget: Budget,
-                  amp_dtype: torch.dtype) -> Round:
+                  amp_dtype: torch.dtype, skip: frozenset[str] = frozenset()) -> Round:
     """fp32 and AMP (`amp_dtype`) latency and throughput with CUDA events, plus peak allocated memory."""
     model.to("cuda")
     try:
         torch.cuda.reset_peak_memory_stats()
-        out = _profile_device(model, sizes, batch_size, budget, "", "cuda", _cuda_clock)
+        out = _profile_device(model, sizes, batch_size, budget, "", "cuda", _cuda_clock, skip=skip)
         if amp_dtype is not torch.bfloat16 or torch.cuda.is_bf16_supported():
             tag = PRECISION_TAGS[str(amp_dtype).removeprefix("torch.")]
-            out.update(_profile_device(model, sizes, batch_size, budget, tag, "cuda", _cuda_clock, amp_dtype))
+            out.update(_profile_device(model, sizes, batch_size, budget, tag, "cuda", _cuda_clock, amp_dtype, skip))
         out.numbers["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     finally:
         model.to("cpu")

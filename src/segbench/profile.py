@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pickle
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ from .environment import fingerprint
 from .errors import SegbenchError
 from .io import state_dict_bytes
 from .latency import Budget, Round, RoundJob, forward_or_fail, make_input, time_round
-from .timing import combine_rounds, widest_interval
+from .timing import combine_rounds, precise_keys, widest_interval
 
 # The frame size a course assignment times (H, W); profiled beside the training size by default.
 DEFAULT_EXTRA_SIZE = (750, 1000)
@@ -94,12 +95,16 @@ def profile(model: nn.Module, input_size: tuple[int, int], cfg: ProfileConfig | 
 
 def run_rounds(model: nn.Module, job: RoundJob, cfg: ProfileConfig) -> dict:
     """`cfg.rounds` rounds, then more up to `cfg.max_rounds` while some latency is wider than
-    `cfg.target_rel_ci`; their timings combined, the other numbers from the rounds."""
+    `cfg.target_rel_ci`; their timings combined, the other numbers from the rounds. A round after
+    the first `cfg.rounds` times only the latencies still wider than the target (each key's
+    `_rounds` says how many it had), and only the first compares backends with eager fp32."""
     workers = cfg.max_rounds > 1 and _portable(model)
     rounds: list[Round] = []
     combined: dict = {}
     while len(rounds) < cfg.rounds or (len(rounds) < cfg.max_rounds and widest_interval(combined) > cfg.target_rel_ci):
-        rounds.append(_in_worker(model, job) if workers else time_round(model, job))
+        skip = precise_keys(combined, cfg.target_rel_ci) if len(rounds) >= cfg.rounds else frozenset()
+        this = replace(job, skip=skip, agreement=not rounds)
+        rounds.append(_in_worker(model, this) if workers else time_round(model, this))
         combined = combine_rounds([r.timings for r in rounds])
     numbers = _merge_numbers([r.numbers for r in rounds])
     reason = "target" if widest_interval(combined) <= cfg.target_rel_ci else "max_rounds"
@@ -117,11 +122,16 @@ def _portable(model: nn.Module) -> bool:
 
 
 def _in_worker(model: nn.Module, job: RoundJob) -> Round:
-    """One round in a fresh process (spawned: nothing shared with this one or an earlier round). The
-    model travels through torch.multiprocessing (tensors in shared memory), from this process only."""
+    """One round in a fresh process, forked from a server process (multiprocessing's forkserver) that
+    has only imported torch and the model's modules: nothing measured or allocated is shared with
+    this process or an earlier round, and a round starts without importing torch again (seconds per
+    round). The model travels through torch.multiprocessing (tensors in shared memory)."""
     import torch.multiprocessing as torch_mp
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=torch_mp.get_context("spawn")) as pool:
+    context = torch_mp.get_context("forkserver")
+    modules = {type(m).__module__ for m in model.modules()} - {"__main__"}
+    context.set_forkserver_preload(sorted(modules | {"segbench.latency"}))  # used when the server starts: once
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         return pool.submit(time_round, model, job).result()
 
 

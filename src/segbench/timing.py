@@ -128,3 +128,9 @@ def widest_interval(summary: dict) -> float:
     """The largest relative half-width among the latency medians of a combined summary."""
     widths = [summary[k.stat("median_rel_ci")] for k in map(parse_latency_key, summary) if k is not None]
     return max(widths, default=0.0)
+
+
+def precise_keys(summary: dict, target_rel_ci: float) -> frozenset[str]:
+    """The latency keys of a combined summary whose 95% interval is within +-`target_rel_ci` of the median."""
+    return frozenset(k.name for k in map(parse_latency_key, summary)
+                     if k is not None and summary[k.stat("median_rel_ci")] <= target_rel_ci)
