@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from .common import load_params
+from .common import add_model_argument, load_params
 
 HELP = "stage: summarise one model's seeds (mean, sd, 95%% CI)"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a key of models: in the params file")
+add_arguments = add_model_argument
 
 
 def run(args: argparse.Namespace) -> None:

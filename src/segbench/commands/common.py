@@ -18,6 +18,17 @@ def add_params_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
 
 
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """The per-model stages' argument: MODEL."""
+    parser.add_argument("model", help="a key of models: in the params file")
+
+
+def add_model_seed_arguments(parser: argparse.ArgumentParser) -> None:
+    """The per-seed stages' arguments: MODEL SEED."""
+    add_model_argument(parser)
+    parser.add_argument("seed", help="a training seed listed in seeds: in the params file")
+
+
 def load_params(args: argparse.Namespace):
     """The validated params file the command was given (segbench.config.Params)."""
     from ..config import load_params as load

@@ -5,13 +5,12 @@ import argparse
 import sys
 
 from .. import paths
-from .common import load_params
+from .common import add_model_argument, load_params
 
 HELP = "stage: measure one model's cost"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a key of models: in the params file")
+add_arguments = add_model_argument
 
 
 def run(args: argparse.Namespace) -> None:

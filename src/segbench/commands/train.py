@@ -5,14 +5,12 @@ import argparse
 import sys
 
 from .. import paths
-from .common import load_params
+from .common import add_model_seed_arguments, load_params
 
 HELP = "stage: train one model with one seed"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a key of models: in the params file")
-    parser.add_argument("seed", help="a training seed listed in seeds: in the params file")
+add_arguments = add_model_seed_arguments
 
 
 def run(args: argparse.Namespace) -> None:
