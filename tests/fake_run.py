@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from segbench.samples import PredictionSamples
+
 CLASSES = ["background", "disk", "pole"]
 MODELS = ("big", "small", "twin", "worse")
 SEEDS = (0, 1, 2)
@@ -127,18 +129,9 @@ def confusion(counts: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def fake_png(path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(2, 2))
-    fig.subplots().imshow(np.random.default_rng(0).random((4, 4)))
-    fig.savefig(path, format="png", dpi=40)
-
-
 def fake_seed_outputs(root: Path, models=MODELS, seeds=SEEDS) -> None:
     """What train@<m>-<s> and evaluate@<m>-<s> write: per-seed train.json, eval.json, per_image.npz,
-    predictions.png."""
+    samples.npz."""
     for m in models:
         for seed in seeds:
             counts = per_image_counts(m, seed)
@@ -153,7 +146,10 @@ def fake_seed_outputs(root: Path, models=MODELS, seeds=SEEDS) -> None:
                 "env": ENV})
             np.savez_compressed(base / "per_image.npz", mask_counts=counts, confusion=confusion(counts),
                                 class_names=np.asarray(CLASSES), prior_mask_counts=prior_counts())
-            fake_png(root / "plots" / m / "seeds" / str(seed) / "predictions.png")
+            truth = np.random.default_rng(0).integers(0, len(CLASSES), (2, 8, 8))
+            prediction = np.where(np.random.default_rng(seed).random((2, 8, 8)) < 0.8, truth, 0)
+            samples = PredictionSamples(np.zeros((2, 8, 8, 3), np.uint8), truth, prediction, [0, 1])
+            np.savez_compressed(base / "samples.npz", **samples.arrays())
 
 
 def fake_profiles(root: Path, models=MODELS) -> None:

@@ -73,18 +73,17 @@ def test_evaluate_matches_paths():
     evaluate = stage("evaluate", seed=3)
     assert posix(paths.PROCESSED_DIR, paths.checkpoint_path(MODEL, 3)) <= declared(evaluate, "deps")
     assert declared(evaluate, "outs") == posix(paths.seed_metrics_path(MODEL, 3, "eval"), paths.per_image_path(MODEL, 3),
-                                               paths.seed_predictions_png(MODEL, 3))
+                                               paths.samples_path(MODEL, 3))
     assert "seeds" not in STAGES["evaluate"]["params"]
 
 
 def test_aggregate_matches_paths():
     aggregate = stage("aggregate")
-    # every seed's files, and the first seed's prediction samples (copied into the report)
-    assert posix(paths.seeds_dir(MODEL, paths.METRICS_DIR), paths.seed_predictions_png(MODEL, SEED)) <= declared(
-        aggregate, "deps")
+    # every seed's files: metrics, per-image statistics and prediction samples
+    assert posix(paths.seeds_dir(MODEL, paths.METRICS_DIR)) <= declared(aggregate, "deps")
     assert all(p.is_relative_to(paths.seeds_dir(MODEL, paths.METRICS_DIR))
                for p in (paths.seed_metrics_path(MODEL, 5, "train"), paths.seed_metrics_path(MODEL, 5, "eval"),
-                         paths.per_image_path(MODEL, 5)))
+                         paths.per_image_path(MODEL, 5), paths.samples_path(MODEL, 5)))
     assert declared(aggregate, "metrics") == posix(paths.metrics_path(MODEL, "train"), paths.metrics_path(MODEL, "eval"))
     assert declared(aggregate, "plots", "outs") == posix(*paths.aggregate_plot_files(MODEL))
     assert "seeds" in aggregate["params"]

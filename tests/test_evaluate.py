@@ -3,6 +3,7 @@ import csv
 import io
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from segbench.errors import DataError
 from segbench.evaluate import evaluate_checkpoint, resolve_split
 from segbench.metrics import ConfusionMatrix, ScoreHistogram, average_precision_from_counts
 from segbench.model_figures import confusion_figure, confusion_plot_csv, predictions_figure
+from segbench.samples import PredictionSamples
 
 PNG = b"\x89PNG\r\n\x1a\n"
 IGNORE = 255
@@ -184,7 +186,9 @@ def test_cli_evaluate_writes_report_with_split_and_map_and_plot_files(tiny_repo,
     assert per_image["mask_counts"].shape == (len(test_masks), len(names), 3)
     assert stats.SCORE_RULES["miou"].compute(per_image["mask_counts"].sum(0)) == pytest.approx(report["miou"])
     assert per_image["confusion"].sum() == int((test_masks != IGNORE).sum()) and list(per_image["class_names"]) == names
-    assert (tiny_repo / "plots/unet/seeds/0/predictions.png").read_bytes()[:8] == PNG
+    samples = PredictionSamples.from_arrays(dict(np.load(tiny_repo / "metrics/unet/seeds/0/samples.npz")))
+    assert samples.indices == list(range(6)) and samples.prediction.shape == samples.truth.shape == (6, 32, 32)
+    assert not (tiny_repo / "plots/unet/seeds").exists()  # evaluate draws nothing: aggregate draws every seed's
     assert "unet seed 0: test mIoU" in capsys.readouterr().out
 
     (tiny_repo / "metrics/unet/seeds/0/train.json").write_text('{"train_time_s": 1.5}')  # no training in this fixture
@@ -217,6 +221,15 @@ def test_library_evaluation_on_val_is_labelled_optimistic_and_draws_figures(tiny
     assert np.abs(result.samples.images.astype(int) - raw).max() <= 1  # un-normalised back to the input
     fig = predictions_figure(result.samples, result.class_names)
     assert len(fig.axes) == 6 * 4
+    wrong = replace(result.samples, prediction=np.zeros_like(result.samples.prediction))  # another seed: all class 0
+    seeds = predictions_figure({"seed 0: ": result.samples, "seed 1: ": wrong}, result.class_names)
+    assert len(seeds.axes) == 6 * 6  # input, truth, then each seed's prediction and errors
+    assert [ax.get_title() for ax in seeds.axes[:6]] == ["input", "ground truth", "seed 0: prediction",
+                                                         "seed 0: errors (red)", "seed 1: prediction", "seed 1: errors (red)"]
+    truth = result.samples.truth[0]
+    valid = truth < len(result.class_names)
+    first, second = (float((p[valid] == truth[valid]).mean()) for p in (result.samples.prediction[0], wrong.prediction[0]))
+    assert seeds.axes[0].get_ylabel() == f"#0  acc {first:.2f}/{second:.2f}"  # each seed's pixel accuracy
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[:4] == result.class_names and "wrong" in legend
     assert len(confusion_figure(result.confusion.matrix.numpy(), result.class_names).axes) == 2  # matrix + colour bar

@@ -119,8 +119,7 @@ def test_aggregates_summarise_every_seed(stage_run):
     assert ev["iou_per_class"]["pole"] == {"mean": None, "std": None, "n": 0, "ci95_low": None, "ci95_high": None}
     train = json.loads((stage_run / "metrics/small/train.json").read_text())
     assert train["train_time_s"]["n"] == 3 and train["device"] == "cpu" and train["threads"] == 2
-    assert (stage_run / "plots/small/predictions.png").read_bytes() == (
-        stage_run / "plots/small/seeds/0/predictions.png").read_bytes()  # the first seed's samples
+    assert (stage_run / "plots/small/predictions.png").read_bytes()[:4] == b"\x89PNG"  # every seed's samples, drawn
     pooled = pd.read_csv(stage_run / "plots/small/confusion_matrix.csv")
     assert not pooled.empty
 

@@ -4,7 +4,7 @@ Reads every listed seed's train.json, eval.json and per-image statistics (writte
 train@<model>-<seed> and evaluate@<model>-<seed>) and writes the model's metrics/<model>/train.json
 and eval.json, in which each measured number becomes {"mean", "std", "n", "ci95_low",
 "ci95_high"} over the seeds (segbench.stats.summarize; per-class values too), plus the
-confusion matrix of every seed's predictions pooled and the first seed's prediction samples.
+confusion matrix of every seed's predictions pooled and the first validation images with every seed's prediction.
 
 Settings that are not measurements (device, threads, the split, the environment fingerprint) are
 kept as they are when every seed agrees, and listed per seed when they do not. The training's
@@ -13,15 +13,14 @@ contention record becomes the worst seed's (contended when any seed was). Which 
 """
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import paths
 from .errors import DataError
-from .io import atomic_path, load_npz, read_json, save_figure, write_json, write_text
+from .io import load_npz, read_json, save_figure, write_json, write_text
+from .samples import PredictionSamples
 from .stats import summarize
 
 # train.json / eval.json keys that describe how the run was made rather than what it measured
@@ -113,14 +112,9 @@ def aggregate_model(model: str, seeds: list[int] | tuple[int, ...], dpi: int = 1
     split = summary["eval"].get("split", "evaluation")
     save_figure(figures.confusion_figure(matrix, names, f"confusion matrix ({split} split{pooled}, row-normalised)"),
                 paths.confusion_png(model), dpi)
-    _copy(paths.seed_predictions_png(model, seeds[0]), paths.predictions_png(model))
+    samples = {f"seed {seed}: ": PredictionSamples.from_arrays(load_npz(paths.samples_path(model, seed))) for seed in seeds}
+    save_figure(figures.predictions_figure(samples, names, "first validation images, every seed's predictions"),
+                paths.predictions_png(model), dpi)
     for part in paths.SEED_PARTS:
         write_json(paths.metrics_path(model, part), summary[part])
     return summary
-
-
-def _copy(source: Path, target: Path) -> None:
-    if not source.is_file():
-        raise DataError(f"{source}: file not found; run `dvc repro` (the evaluate stage writes it)")
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)

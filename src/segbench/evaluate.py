@@ -22,6 +22,7 @@ from .metrics import ConfusionMatrix, PerImageCounts
 from .models.options import PriorOptions
 from .models.prior import PriorBaseline
 from .runtime import resolve_device
+from .samples import PredictionSamples
 from .tasks import Segmentation, get_task
 
 
@@ -137,18 +138,6 @@ def prior_mask_counts(train_masks: np.ndarray, test_masks: np.ndarray, num_class
 
 # --- prediction samples --------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class PredictionSamples:
-    """A few images with truth and prediction, for looking at."""
-
-    images: np.ndarray  # N x H x W x 3 uint8 RGB (un-normalised)
-    truth: np.ndarray  # N x H x W class indices (ignore_index for void)
-    prediction: np.ndarray  # N x H x W class indices
-    indices: list[int]  # positions in their split
-    depth_truth: np.ndarray | None = None  # task seg_depth: N x H x W metres (0: unknown)
-    depth_prediction: np.ndarray | None = None
-
-
 @torch.inference_mode()
 def predict_samples(model: nn.Module, data, count: int, device: torch.device) -> PredictionSamples:
     """Predict the first `count` items of a SegmentationCache (deterministic: no shuffling)."""
@@ -182,7 +171,7 @@ class CheckpointEvaluation:
     confusion: ConfusionMatrix
     class_names: list[str]
     split: str
-    samples: PredictionSamples  # the first validation images, predicted
+    samples: PredictionSamples  # the first validation images, predicted (segbench.samples)
     per_image: dict  # segbench.stats' per-image statistics ("mask_counts", "depth_sums" for seg_depth) and the
                      # class prior's "prior_mask_counts" on the same images
 

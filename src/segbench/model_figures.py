@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import TYPE_CHECKING
+from typing import Mapping
 
 import numpy as np
 
-if TYPE_CHECKING:  # aggregate draws the confusion figures and must not import torch for it
-    from .evaluate import PredictionSamples
+from .samples import PredictionSamples
 
 # Colours for class indices 0..19 (then tab20b); fixed so every model's figures agree.
 # No pure red or mid grey: those mark wrong and ignored pixels.
@@ -84,36 +83,40 @@ def confusion_figure(matrix: np.ndarray, class_names: list[str], title: str = "c
     return fig
 
 
-def predictions_figure(samples: PredictionSamples, class_names: list[str], title: str = "predictions"):
-    """A matplotlib Figure: one row per sample; input, truth, prediction, errors; a class legend."""
+def predictions_figure(samples: PredictionSamples | Mapping[str, PredictionSamples], class_names: list[str],
+                       title: str = "predictions"):
+    """A matplotlib Figure, one row per image: input, truth, then each prediction and its errors (red);
+    with depth, the depth truth, then each depth prediction and its |error|; a class legend.
+    `samples`: one PredictionSamples, or {label: PredictionSamples} of the same images (every seed's)."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
+    runs = dict(samples) if isinstance(samples, Mapping) else {"": samples}
+    first = next(iter(runs.values()))
     n = len(class_names)
     palette = class_palette(n)
-    rows = len(samples.indices)
-    with_depth = samples.depth_truth is not None
-    columns = ("input", "ground truth", "prediction", "errors (red)")
+    rows = len(first.indices)
+    columns = ["input", "ground truth"] + [f"{label}{name}" for label in runs for name in ("prediction", "errors (red)")]
+    with_depth = first.depth_truth is not None
     if with_depth:
-        columns += ("depth truth", "depth prediction", "depth |error|")
-    fig = Figure(figsize=(len(columns) * 2.0, rows * 2.0 + 1.0), layout="constrained")
+        columns += ["depth truth"] + [f"{label}{name}" for label in runs for name in ("depth prediction", "depth |error|")]
+    fig = Figure(figsize=(len(columns) * 1.8, rows * 1.8 + 1.0), layout="constrained")
     axes = fig.subplots(rows, len(columns), squeeze=False)
-    for r, index in enumerate(samples.indices):
-        truth, pred = samples.truth[r], samples.prediction[r]
+    for r, index in enumerate(first.indices):
+        truth = first.truth[r]
         valid = truth < n
-        accuracy = float((pred[valid] == truth[valid]).mean()) if valid.any() else float("nan")
-        panels = (samples.images[r], colourise(truth, palette), colourise(pred, palette),
-                  error_overlay(samples.images[r], truth, pred, n))
+        panels = [first.images[r], colourise(truth, palette)]
+        accuracies = []
+        for run in runs.values():
+            pred = run.prediction[r]
+            accuracies.append(f"{float((pred[valid] == truth[valid]).mean()):.2f}" if valid.any() else "nan")
+            panels += [colourise(pred, palette), error_overlay(first.images[r], truth, pred, n)]
         for c, panel in enumerate(panels):
-            ax = axes[r, c]
-            ax.imshow(panel, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(columns[c], fontsize=9)
-        axes[r, 0].set_ylabel(f"#{index}  acc {accuracy:.2f}", fontsize=8)
+            _image(axes[r, c], panel, columns[c] if r == 0 else None)
+        axes[r, 0].set_ylabel(f"#{index}  acc {'/'.join(accuracies)}", fontsize=8)
     if with_depth:
-        _depth_columns(fig, axes[:, 4:], samples)
+        _depth_columns(fig, axes[:, 2 + 2 * len(runs):], first.depth_truth, [run.depth_prediction for run in runs.values()],
+                       columns[2 + 2 * len(runs):])
     handles = [Patch(color=palette[k], label=name) for k, name in enumerate(class_names)]
     handles += [Patch(color=ERROR_RGB, label="wrong"), Patch(color=IGNORED_RGB, label="ignored")]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=8)
@@ -121,33 +124,37 @@ def predictions_figure(samples: PredictionSamples, class_names: list[str], title
     return fig
 
 
-def _depth_columns(fig, axes: np.ndarray, samples: PredictionSamples) -> None:
-    """Truth and prediction on one depth colour scale (near = bright), unknown depth grey, then the
-    absolute error on its own scale; a colour bar for each."""
+def _image(ax, panel: np.ndarray, title: str | None, **style):
+    shown = ax.imshow(panel, interpolation="nearest", **style)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+    return shown
+
+
+def _depth_columns(fig, axes: np.ndarray, truth: np.ndarray, predictions: list[np.ndarray], titles: list[str]) -> None:
+    """Truth and every prediction on one depth colour scale (near = bright), unknown depth grey, then each
+    prediction's absolute error on one scale of its own; a colour bar under each column."""
     from matplotlib import colormaps
 
-    truth, pred = samples.depth_truth, samples.depth_prediction
     known = truth > 0
     lo, hi = (float(truth[known].min()), float(truth[known].max())) if known.any() else (0.0, 1.0)
-    error = np.where(known, np.abs(pred - truth), np.nan)
-    top = float(np.nanmax(error)) if known.any() else 1.0
-    depth_cmap = colormaps["magma_r"].with_extremes(bad=IGNORED_RGB)
-    error_cmap = colormaps["inferno"].with_extremes(bad=IGNORED_RGB)
+    errors = [np.where(known, np.abs(pred - truth), np.nan) for pred in predictions]
+    top = max(float(np.nanmax(error)) for error in errors) if known.any() else 1.0
+    depth = {"cmap": colormaps["magma_r"].with_extremes(bad=IGNORED_RGB), "vmin": lo, "vmax": hi}
+    error_style = {"cmap": colormaps["inferno"].with_extremes(bad=IGNORED_RGB), "vmin": 0.0, "vmax": top}
     for r in range(len(truth)):
-        shown = None
-        for c, (panel, cmap, vmax, vmin) in enumerate(((np.where(known[r], truth[r], np.nan), depth_cmap, hi, lo),
-                                                         (pred[r], depth_cmap, hi, lo), (error[r], error_cmap, top, 0.0))):
-            ax = axes[r, c]
-            shown = ax.imshow(panel, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(("depth truth", "depth prediction", "depth |error|")[c], fontsize=9)
+        panels = [(np.where(known[r], truth[r], np.nan), depth)]
+        for pred, error in zip(predictions, errors):
+            panels += [(pred[r], depth), (error[r], error_style)]
+        for c, (panel, style) in enumerate(panels):
+            shown = _image(axes[r, c], panel, titles[c] if r == 0 else None, **style)
             if r == len(truth) - 1:
-                fig.colorbar(shown, ax=ax, orientation="horizontal", fraction=0.08, label="m")
-        rmse = float(np.sqrt(np.nanmean(error[r] ** 2))) if known[r].any() else float("nan")
-        axes[r, -1].set_ylabel(f"rmse {rmse:.2f} m", fontsize=8)
-        axes[r, -1].yaxis.set_label_position("right")
+                fig.colorbar(shown, ax=axes[r, c], orientation="horizontal", fraction=0.08, label="m")
+            if style is error_style:
+                rmse = float(np.sqrt(np.nanmean(panel ** 2))) if known[r].any() else float("nan")
+                axes[r, c].set_xlabel(f"rmse {rmse:.2f} m", fontsize=7)
 
 
 def _csv(header: list[str], rows) -> str:

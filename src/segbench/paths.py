@@ -57,8 +57,9 @@ def train_log_dir(model: str, seed: int, plots_dir: Path = PLOTS_DIR) -> Path:
     return seeds_dir(model, plots_dir) / str(seed) / "train_log"
 
 
-def seed_predictions_png(model: str, seed: int, plots_dir: Path = PLOTS_DIR) -> Path:
-    return seeds_dir(model, plots_dir) / str(seed) / "predictions.png"
+def samples_path(model: str, seed: int, metrics_dir: Path = METRICS_DIR) -> Path:
+    """The first validation images with this seed's predictions (segbench.samples): aggregate draws them."""
+    return seeds_dir(model, metrics_dir) / str(seed) / "samples.npz"
 
 
 # --- per model (aggregate@<model>, profile@<model>) -----------------------------------------------
@@ -89,7 +90,7 @@ def confusion_png(model: str) -> Path:
 
 
 def predictions_png(model: str) -> Path:
-    """The first seed's prediction samples (every seed's are in plots/<model>/seeds/<seed>/)."""
+    """The first validation images, every seed's prediction side by side."""
     return model_plots_dir(model) / "predictions.png"
 
 

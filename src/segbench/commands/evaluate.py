@@ -14,8 +14,7 @@ add_arguments = add_model_seed_arguments
 
 def run(args: argparse.Namespace) -> None:
     from ..evaluate import evaluate_checkpoint
-    from ..io import save_figure, save_npz, write_json
-    from ..model_figures import predictions_figure
+    from ..io import save_npz, write_json
 
     params = load_params(args)
     params.model(args.model)
@@ -26,8 +25,7 @@ def run(args: argparse.Namespace) -> None:
                                  train_subset=cfg.train_subset)
     save_npz(paths.per_image_path(args.model, seed), confusion=result.confusion.matrix.numpy(),
              class_names=result.class_names, **result.per_image)
-    save_figure(predictions_figure(result.samples, result.class_names, f"first validation images (seed {seed})"),
-                paths.seed_predictions_png(args.model, seed), params.plot.dpi)
+    save_npz(paths.samples_path(args.model, seed), **result.samples.arrays())  # aggregate draws every seed's
     write_json(paths.seed_metrics_path(args.model, seed, "eval"), result.report)
     report = result.report
     note = "" if report["split_source"] == "the dataset's own" else f" ({report['split_source']})"
