@@ -42,7 +42,6 @@ class BackendUnavailable(Exception):
 class Runner:
     run: Callable[[torch.Tensor], torch.Tensor]  # input batch -> logits (float32, on the CPU)
     setup_s: float  # export / compilation / session creation and the first call
-    first_call_s: float = 0.0  # the first call alone (a warm-up: a slow one, a large frame, is warm-up enough)
 
 
 class Logits(nn.Module):
@@ -61,7 +60,6 @@ def prepare(backend: str, model: nn.Module, x: torch.Tensor, threads: int) -> Ru
     started = time.perf_counter()
     try:
         run = _BUILDERS[backend](model.eval(), x, threads)
-        first = time.perf_counter()
         with torch.inference_mode():
             run(x)  # the first call: compilation, allocation
     except BackendUnavailable:
@@ -70,8 +68,7 @@ def prepare(backend: str, model: nn.Module, x: torch.Tensor, threads: int) -> Ru
         raise BackendUnavailable(f"{type(exc).__name__}: {first_line(exc)}"[:300]) from None
     finally:
         model.eval()  # torch.onnx.export puts the previous training flag back
-    done = time.perf_counter()
-    return Runner(run, done - started, done - first)
+    return Runner(run, time.perf_counter() - started)
 
 
 def _eager(model: nn.Module, x: torch.Tensor, threads: int) -> Callable:

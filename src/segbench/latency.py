@@ -66,11 +66,6 @@ class Budget:
     time_budget_s: float
     floor_runs: int = 3  # runs even past the budget (a large frame): fewer when rounds give the interval
 
-    def after_first_call(self, first_s: float) -> dict:
-        """`kwargs` once a first call took `first_s`: it was one warm-up run, and when it took over half
-        the budget (a large frame on CPU), warm-up enough."""
-        return self.kwargs() | {"warmup": 0 if first_s > self.time_budget_s / 2 else max(0, self.warmup - 1)}
-
     def kwargs(self) -> dict:
         return {"warmup": self.warmup, "min_runs": self.min_runs, "max_runs": self.max_runs,
                 "time_budget_s": self.time_budget_s, "floor_runs": self.floor_runs}
@@ -84,8 +79,10 @@ def _time_forward(model: nn.Module, x: torch.Tensor, budget: Budget, clock: Opti
         started = time.perf_counter()
         forward_or_fail(model, x)
         first_s = time.perf_counter() - started
+        # A first call over half the budget (a large frame on CPU) is warm-up enough.
+        more_warmup = 0 if first_s > budget.time_budget_s / 2 else max(0, budget.warmup - 1)
         with torch.inference_mode():
-            return measure(lambda: model(x), clock=clock, **budget.after_first_call(first_s))
+            return measure(lambda: model(x), clock=clock, **budget.kwargs() | {"warmup": more_warmup})
 
 
 def _profile_device(model: nn.Module, sizes: list[tuple[int, int]], batch_size: int, budget: Budget, precision: str = "",
@@ -190,11 +187,12 @@ def _time_backend(model: nn.Module, sizes: list[tuple[int, int]], budget: Budget
         x = references[size][0] if references is not None else make_input(1, size)
         runner = prepare(backend, model, x, threads)
         with torch.inference_mode():
+            output = runner.run(x)  # a second untimed call, in every round (a runtime's arena grows in its first calls)
             if references is not None:
-                agree = agreement(references[size][1], runner.run(x))
+                agree = agreement(references[size][1], output)
                 diff_key, agreement_key = agreement_keys(key)
                 out.numbers[diff_key], out.numbers[agreement_key] = agree["max_abs_diff"], agree["argmax_agreement"]
-            out.timings[key] = measure(lambda run=runner.run, x=x: run(x), **budget.after_first_call(runner.first_call_s))
+            out.timings[key] = measure(lambda run=runner.run, x=x: run(x), **budget.kwargs())
         setup_s += runner.setup_s
     if len(out.timings) == len(sizes):  # set-up summed over every size: a round that skipped one has none
         out.numbers[setup_key(backend)] = setup_s
