@@ -134,8 +134,8 @@ def _image(ax, panel: np.ndarray, title: str | None, **style):
 
 
 def _depth_columns(fig, axes: np.ndarray, truth: np.ndarray, predictions: list[np.ndarray], titles: list[str]) -> None:
-    """Truth and every prediction on one depth colour scale (near = bright), unknown depth grey, then each
-    prediction's absolute error on one scale of its own; a colour bar under each column."""
+    """Truth and every prediction on one depth colour scale (near = bright), unknown depth grey, and every
+    prediction's absolute error on a second scale shared by the errors; a colour bar under each column."""
     from matplotlib import colormaps
 
     known = truth > 0
