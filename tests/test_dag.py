@@ -1,6 +1,6 @@
 """dvc.yaml against the code: declared outputs match segbench.paths, and each stage's deps cover
-every module the stage imports (else editing that module would not re-run the stage).
-Pure Python: reads dvc.yaml and parses sources with `ast`; runs nothing."""
+every module the stage imports (else editing that module would not re-run the stage), and dvc.lock
+records only stages dvc.yaml defines. Reads dvc.yaml and parses sources with `ast`; runs no stage."""
 from __future__ import annotations
 
 import ast
@@ -339,3 +339,29 @@ def test_the_report_reads_computes_and_draws_in_separate_modules():
     assert drawers == ["segbench.report.figures"], drawers
     assert not third_party("segbench.report.tables") - {"numpy", "pandas"}, "tables are pure pandas"
 
+
+
+# --- dvc.lock: no entry outlives its stage --------------------------------------------------------------
+
+def test_the_committed_lock_records_only_stages_dvc_yaml_defines():
+    from segbench.commands.check import leftover_lock_entries
+
+    assert leftover_lock_entries(REPO) == []
+
+
+def test_check_names_the_lock_entries_of_removed_stages(tmp_path, monkeypatch, capsys):
+    import subprocess
+    import sys
+
+    from segbench.commands.check import leftover_lock_entries, lock_check
+
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  kept:\n    foreach: [a, b]\n    do:\n      cmd: echo ${item}\n")
+    entry = {"cmd": "echo"}
+    lock = {"schema": "2.0", "stages": {"kept@a": entry, "kept@b": entry, "renamed": entry, "kept@gone": entry}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    assert leftover_lock_entries(tmp_path) == ["renamed", "kept@gone"]
+    line = lock_check(tmp_path)
+    assert line.startswith("dvc.lock: 2 entries for stages dvc.yaml no longer defines (renamed, kept@gone)"), line
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"kept@a": entry}}))
+    assert lock_check(tmp_path) == "dvc.lock: every entry is a stage of dvc.yaml"

@@ -1,12 +1,15 @@
-"""`segbench check`: validate the params file, and say whether this machine matches the one that made metrics/."""
+"""`segbench check`: validate the params file, say whether this machine matches the one that made metrics/,
+and whether dvc.lock still records stages that dvc.yaml no longer defines."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .. import paths
 from .common import load_params
 
 HELP = "validate the params file"
+LOCK_FILE = "dvc.lock"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +20,8 @@ def run(args: argparse.Namespace) -> None:
     params = load_params(args)
     print(f"{args.params}: ok ({len(params.models)} models: {', '.join(params.models)})")
     print(environment_check(list(params.models)))
+    if Path(LOCK_FILE).is_file():
+        print(lock_check(Path.cwd()))
 
 
 def environment_check(models: list[str]) -> str:
@@ -45,3 +50,33 @@ def environment_check(models: list[str]) -> str:
             f"{f' and {len(files) - 1} other metrics files' if len(files) > 1 else ''} "
             f"({'; '.join(d.replace(' vs ', ' there, ') + ' here' for d in differ[env_id])}): a re-run will not "
             f"reproduce their timings, and quality may differ in the last digits")
+
+
+def leftover_lock_entries(root: Path) -> list[str]:
+    """Stages dvc.lock records that dvc.yaml (expanded over params.yaml's models and seeds) no longer defines.
+
+    DVC keeps the entry of a removed or renamed stage for good, and every stage it runs parses and rewrites
+    the whole dvc.lock, so leftovers slow every stage of every later run."""
+    import yaml
+    from dvc.repo import Repo
+
+    pipeline = (root / "dvc.yaml").resolve()
+    with Repo(str(root)) as repo:
+        defined = {stage.name for stage in repo.index.stages if Path(stage.dvcfile.path).resolve() == pipeline}
+    recorded = (yaml.safe_load((root / LOCK_FILE).read_text()) or {}).get("stages", {})
+    return [name for name in recorded if name not in defined]
+
+
+def lock_check(root: Path) -> str:
+    """One line: are all of dvc.lock's entries stages that dvc.yaml defines?"""
+    from dvc.exceptions import DvcException
+
+    try:
+        leftovers = leftover_lock_entries(root)
+    except DvcException as exc:
+        return f"{LOCK_FILE}: not checked ({exc})"
+    if not leftovers:
+        return f"{LOCK_FILE}: every entry is a stage of dvc.yaml"
+    shown = ", ".join(leftovers[:5]) + (f" and {len(leftovers) - 5} more" if len(leftovers) > 5 else "")
+    return (f"{LOCK_FILE}: {len(leftovers)} entries for stages dvc.yaml no longer defines ({shown}); DVC keeps "
+            f"them and re-reads them at every stage it runs: delete them from {LOCK_FILE}")
