@@ -23,6 +23,7 @@ Prints the figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -35,17 +36,8 @@ from segbench.aggregate import aggregate_reports
 from segbench.comparison import compare_scores, load_per_image
 from segbench.io import read_json, save_npz
 
-
-def simulated_config(rng, truth, image_effect, margin, seeds, seed_sd=0.15, noise_sd=0.3):
-    """[seeds, images, classes, (tp, fp, fn)] of one configuration on a fixed test set."""
-    out = []
-    for _ in range(seeds):
-        shift = rng.normal(0, seed_sd, (1, truth.shape[1]))
-        rate = 1 / (1 + np.exp(-(0.5 + margin + image_effect + shift + rng.normal(0, noise_sd, truth.shape))))
-        tp = np.round(rate * truth)
-        fn = truth - tp
-        out.append(np.stack([tp, np.roll(fn, 1, axis=1), fn], -1))
-    return np.array(out)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from simulation import calibration_trials, simulated_config  # noqa: E402  (the tests' generator: they check what this measures)
 
 
 def committed_run() -> tuple[list[str], list[int]] | None:
@@ -93,16 +85,8 @@ def speed(args) -> None:
 
 
 def calibration(margin: float, seeds: int, repeats: int, resamples: int) -> dict[str, float]:
-    rng = np.random.default_rng(2024)
-    rule = stats.SCORE_RULES["miou"]
     counts = {"tied": 0, "better": 0, "image_only_tied": 0}
-    for r in range(repeats):
-        truth = rng.integers(50, 800, (80, 6)) * (rng.random((80, 6)) < 0.7)
-        effect = rng.normal(0, 0.8, (80, 1))
-        a = simulated_config(rng, truth, effect, margin, seeds)
-        b = simulated_config(rng, truth, effect, 0.0, seeds)
-        w = stats.bootstrap_weights(80, resamples, seed=r)
-        (a_full, a_boot), (b_full, b_boot) = stats.seed_mean_scores(a, rule, w), stats.seed_mean_scores(b, rule, w)
+    for a_full, b_full, a_boot, b_boot in calibration_trials(margin, seeds, repeats, resamples):
         c = stats.compare(a_full, b_full, a_boot, b_boot)
         image_only = stats.compare(a_full.mean(keepdims=True), b_full.mean(keepdims=True), a_boot, b_boot)
         counts["tied"] += not c.significant

@@ -46,6 +46,31 @@ TINY_PARAMS = {
 }
 
 
+def train_setting_error(key: str, value) -> str:
+    """The ConfigError message TINY_PARAMS gets with `train.<key>: value` (it must be refused)."""
+    import copy
+
+    from segbench.config import params_from_dict
+    from segbench.errors import ConfigError
+
+    raw = copy.deepcopy(TINY_PARAMS)
+    raw["train"][key] = value
+    with pytest.raises(ConfigError) as info:
+        params_from_dict(raw)
+    return str(info.value)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny inputs gain nothing from threads, and OpenMP threads stall badly on a busy 2-core box."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def write_params(path: Path, params: dict) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 

@@ -3,15 +3,13 @@
 The batch has an ignored pixel (index 2) and, for the multi-class losses, a class (2) absent
 from the truth; both cases are where losses usually go wrong.
 """
-import copy
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY_PARAMS
+from conftest import train_setting_error
 
-from segbench.config import params_from_dict
 from segbench.errors import ConfigError
 from segbench.losses import LOSSES, build_loss, class_weights_from_manifest
 
@@ -203,8 +201,5 @@ def test_balanced_classes_weigh_one():
     ("loss", "focall", "did you mean 'focal'"),
 ])
 def test_bad_loss_settings_are_one_line_config_errors(key, value, needle):
-    raw = copy.deepcopy(TINY_PARAMS)
-    raw["train"][key] = value
-    with pytest.raises(ConfigError) as info:
-        params_from_dict(raw)
-    assert needle in str(info.value) and "\n" not in str(info.value)
+    message = train_setting_error(key, value)
+    assert needle in message and "\n" not in message

@@ -33,13 +33,7 @@ CASE_IDS = [arch + "".join(f"-{k}={v}" for k, v in opts.items()) for arch, opts 
 NUM_CLASSES = 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny inputs gain nothing from threads, and OpenMP threads stall badly on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny inputs run on one thread
 
 
 def n_params(model: nn.Module) -> int:

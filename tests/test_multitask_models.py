@@ -24,12 +24,7 @@ CASES = [(arch, mode) for arch in ARCHS for mode in ("separate", "shared")]
 SIZES = [(32, 32), (37, 45), (8, 8)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny inputs run on one thread
 
 
 def build(arch: str, mode: str | None, **extra) -> nn.Module:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from simulation import calibration_trials, simulated_config
 
 from segbench import stats
 from segbench.comparison import compare_scores
@@ -69,19 +70,6 @@ def test_per_image_depth_sums_give_the_split_rmse():
 
 # --- the bootstrap ----------------------------------------------------------------------------------------
 
-def simulated_config(rng, truth, image_effect, margin, seeds, seed_sd=0.15, noise_sd=0.3):
-    """Per-image counts [seeds, images, classes, 3] of one configuration on a fixed test set: each
-    seed shifts every class's hit rate (seed-to-seed noise), images differ in difficulty."""
-    out = []
-    for _ in range(seeds):
-        shift = rng.normal(0, seed_sd, (1, truth.shape[1]))
-        rate = 1 / (1 + np.exp(-(0.5 + margin + image_effect + shift + rng.normal(0, noise_sd, truth.shape))))
-        tp = np.round(rate * truth)
-        fn = truth - tp
-        out.append(np.stack([tp, np.roll(fn, 1, axis=1), fn], -1))
-    return np.array(out)
-
-
 def test_same_seed_same_bootstrap_and_the_other_way_round():
     w = stats.bootstrap_weights(30, 200, seed=7)
     assert w.shape == (200, 30) and (w.sum(1) == 30).all()
@@ -98,16 +86,8 @@ def test_same_seed_same_bootstrap_and_the_other_way_round():
 def calibration(margin: float, seeds: int = 3, repeats: int = 150, resamples: int = 400) -> tuple[float, float]:
     """(share tied, share found better) of a configuration with `margin` against a baseline, over
     independent repeats (new seeds, new test set each time)."""
-    rng = np.random.default_rng(2024)
-    rule = stats.SCORE_RULES["miou"]
     tied = better = 0
-    for r in range(repeats):
-        truth = rng.integers(50, 800, (80, 6)) * (rng.random((80, 6)) < 0.7)
-        effect = rng.normal(0, 0.8, (80, 1))
-        a = simulated_config(rng, truth, effect, margin, seeds)
-        b = simulated_config(rng, truth, effect, 0.0, seeds)
-        w = stats.bootstrap_weights(80, resamples, seed=r)
-        (a_full, a_boot), (b_full, b_boot) = stats.seed_mean_scores(a, rule, w), stats.seed_mean_scores(b, rule, w)
+    for a_full, b_full, a_boot, b_boot in calibration_trials(margin, seeds, repeats, resamples):
         c = stats.compare(a_full, b_full, a_boot, b_boot)
         tied += not c.significant
         better += c.low > 0

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import TINY_PARAMS
+from conftest import TINY_PARAMS, train_setting_error
 
 import segbench.engine as engine
 import segbench.training_run as training_run
@@ -215,11 +215,8 @@ def test_fp16_when_auto_resolves_to_cpu_is_a_clear_error(cache):
     ("scheduler", "one_cycle", "did you mean 'onecycle'"),
 ])
 def test_bad_training_settings_are_one_line_config_errors(key, value, needle):
-    raw = copy.deepcopy(TINY_PARAMS)
-    raw["train"][key] = value
-    with pytest.raises(ConfigError) as info:
-        params_from_dict(raw)
-    assert needle in str(info.value) and "\n" not in str(info.value)
+    message = train_setting_error(key, value)
+    assert needle in message and "\n" not in message
 
 
 def test_channels_last_reaches_the_model(cache, monkeypatch):
