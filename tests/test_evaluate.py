@@ -222,7 +222,7 @@ def test_library_evaluation_on_val_is_labelled_optimistic_and_draws_figures(tiny
     fig = predictions_figure(result.samples, result.class_names)
     assert len(fig.axes) == 6 * 4
     wrong = replace(result.samples, prediction=np.zeros_like(result.samples.prediction))  # another seed: all class 0
-    seeds = predictions_figure({"seed 0: ": result.samples, "seed 1: ": wrong}, result.class_names)
+    seeds = predictions_figure({"seed 0": result.samples, "seed 1": wrong}, result.class_names)
     assert len(seeds.axes) == 6 * 6  # input, truth, then each seed's prediction and errors
     assert [ax.get_title() for ax in seeds.axes[:6]] == ["input", "ground truth", "seed 0: prediction",
                                                          "seed 0: errors (red)", "seed 1: prediction", "seed 1: errors (red)"]

@@ -112,7 +112,7 @@ def aggregate_model(model: str, seeds: list[int] | tuple[int, ...], dpi: int = 1
     split = summary["eval"].get("split", "evaluation")
     save_figure(figures.confusion_figure(matrix, names, f"confusion matrix ({split} split{pooled}, row-normalised)"),
                 paths.confusion_png(model), dpi)
-    samples = {f"seed {seed}: ": PredictionSamples.from_arrays(load_npz(paths.samples_path(model, seed))) for seed in seeds}
+    samples = {f"seed {seed}": PredictionSamples.from_arrays(load_npz(paths.samples_path(model, seed))) for seed in seeds}
     save_figure(figures.predictions_figure(samples, names, "first validation images, every seed's predictions"),
                 paths.predictions_png(model), dpi)
     for part in paths.SEED_PARTS:

@@ -96,10 +96,10 @@ def predictions_figure(samples: PredictionSamples | Mapping[str, PredictionSampl
     n = len(class_names)
     palette = class_palette(n)
     rows = len(first.indices)
-    columns = ["input", "ground truth"] + [f"{label}{name}" for label in runs for name in ("prediction", "errors (red)")]
+    columns = ["input", "ground truth"] + [_titled(label, name) for label in runs for name in ("prediction", "errors (red)")]
     with_depth = first.depth_truth is not None
     if with_depth:
-        columns += ["depth truth"] + [f"{label}{name}" for label in runs for name in ("depth prediction", "depth |error|")]
+        columns += ["depth truth"] + [_titled(label, name) for label in runs for name in ("depth prediction", "depth |error|")]
     fig = Figure(figsize=(len(columns) * 1.8, rows * 1.8 + 1.0), layout="constrained")
     axes = fig.subplots(rows, len(columns), squeeze=False)
     for r, index in enumerate(first.indices):
@@ -122,6 +122,10 @@ def predictions_figure(samples: PredictionSamples | Mapping[str, PredictionSampl
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=8)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _titled(label: str, name: str) -> str:
+    return f"{label}: {name}" if label else name
 
 
 def _image(ax, panel: np.ndarray, title: str | None, **style):
