@@ -1,0 +1,80 @@
+"""Shrink a params file to a tiny run of the same benchmark: every model, every section, the same
+file (comments kept, DVC's own round-trip YAML), but one seed, one epoch, a few small images and
+the cheapest profiling. Tests and the documentation runner use it to run `dvc repro` on a shipped
+params file in seconds to minutes instead of hours."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dvc.utils.serialize import modify_yaml
+from ruamel.yaml.comments import CommentedSeq
+
+# The cheapest measurement that still runs every profiling code path a stage needs: one round,
+# eager only (the reference every other backend is compared with), no extra input sizes, no wait
+# for a quiet machine. Keys absent from a file are added: they only lower the default's cost.
+PROFILE = {"warmup": 1, "min_runs": 3, "max_runs": 3, "time_budget_s": 0.05, "rounds": 1, "max_rounds": 1,
+           "input_sizes": [], "batch_size": 2, "quiet_wait_s": 0, "backends": ["eager"]}
+EVALUATE = {"samples": 2, "ap_bins": 100, "train_subset": 4}
+PLOT = {"bootstrap": 100, "dpi": 50}  # the smallest bootstrap the config accepts
+
+
+def _flow(values: list) -> CommentedSeq:
+    """A list written inline ([32, 32]), as the shipped files write theirs."""
+    seq = CommentedSeq(_flow(v) if isinstance(v, list) else v for v in values)
+    seq.fa.set_flow_style()
+    return seq
+
+
+def _cap(section: Any, key: str, value: int) -> None:
+    """Lower section[key] to at most value (a size), leaving a smaller one alone."""
+    if isinstance(section, dict) and isinstance(section.get(key), int):
+        section[key] = min(section[key], value)
+
+
+def _shrink_train(train: Any, epochs: int, batch_size: int, shared: bool) -> None:
+    """The shared `train:` always gets the tiny epochs and batch; a model's own only where it sets them."""
+    if not isinstance(train, dict):
+        return
+    if shared or "epochs" in train:
+        train["epochs"] = epochs
+    if shared:
+        train.setdefault("batch_size", batch_size)
+    _cap(train, "batch_size", batch_size)  # 2: BatchNorm's minimum, and a few images still make batches
+    _cap(train, "num_workers", 0)  # loader processes cost more than they save on a few images
+
+
+def _shrink_data(data: Any, image_size: tuple[int, int], subset: int, data_path: str | Path | None) -> None:
+    if not isinstance(data, dict):
+        return
+    data["image_size"] = _flow(list(image_size))
+    data["subset"] = subset
+    data["workers"] = 1
+    if data_path is not None:
+        data["path"] = str(data_path)
+    synthetic = data.get("synthetic")
+    if isinstance(synthetic, dict):  # generating fewer, smaller scenes is most of a tiny run's preprocess
+        for key in ("num_train", "num_val", "num_test"):
+            _cap(synthetic, key, subset)
+        synthetic["height"], synthetic["width"] = list(image_size)
+
+
+def shrink_params(params_path: Path, *, seeds: int = 1, epochs: int = 1, image_size: tuple[int, int] = (32, 32),
+                  subset: int = 4, batch_size: int = 2, data_path: str | Path | None = None) -> None:
+    """Rewrite `params_path` in place at a tiny size, keeping every model and the file's layout.
+
+    seeds: keep the first N of `seeds:` (a file without `seeds:` stays without it: that is a bug
+    the run must show). epochs: the shared and every model's own `train.epochs`. subset: images per
+    split (`data.subset`; synthetic data also generates only that many). data_path: replaces
+    `data.path` (a relative path in a shipped file means nothing in a scratch copy)."""
+    with modify_yaml(Path(params_path)) as params:
+        if isinstance(params.get("seeds"), list):
+            del params["seeds"][seeds:]
+        _shrink_data(params.get("data"), image_size, subset, data_path)
+        _shrink_train(params.setdefault("train", {}), epochs, batch_size, shared=True)
+        for entry in (params.get("models") or {}).values():
+            if isinstance(entry, dict):
+                _shrink_train(entry.get("train"), epochs, batch_size, shared=False)
+        for name, values in (("evaluate", EVALUATE), ("profile", PROFILE), ("plot", PLOT)):
+            section = params.setdefault(name, {})
+            section.update({k: _flow(v) if isinstance(v, list) else v for k, v in values.items()})
