@@ -4,6 +4,7 @@
     segbench check                 validate params.yaml and exit
     segbench generate OUT ...      write a synthetic dataset anywhere
     segbench html-template [OUT]   write the offline page `dvc plots show` fills (the plot stage does too)
+    segbench cluster-repro [TARGET ...]   dvc repro on a Dask cluster (docs/cluster.md)
 
 The DVC stage scripts in stages/ run their own command module (segbench.commands.common.stage_main),
 not this file, so editing one command re-runs only its stage.
@@ -18,8 +19,9 @@ from .commands.common import add_params_option, run_command
 # command -> module of segbench.commands, in the order `segbench --help` lists them
 COMMANDS = {"check": "check", "download": "download", "preprocess": "preprocess", "train": "train",
             "evaluate": "evaluate", "aggregate": "aggregate", "profile": "profile", "plot": "plot",
+            "model-code": "model_code", "environment": "environment",
             "html-template": "html_template", "generate": "generate",
-            "diff": "diff"}
+            "diff": "diff", "cluster-repro": "cluster_repro"}
 
 
 def build_parser() -> argparse.ArgumentParser:

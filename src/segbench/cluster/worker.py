@@ -1,0 +1,185 @@
+"""What a Dask worker runs for one stage: its command, as DVC runs it, on the slots it was given.
+
+Runs inside the worker process, so it imports nothing of DVC: the coordinator sent everything it needs.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TOPIC = "segbench-cluster-start"  # start lines: the coordinator subscribes
+POLL_S = 0.5  # how often a running stage checks the run's cancel event (Ctrl-C at the coordinator)
+LOG_TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class StageTask:
+    """One stage's command, as the coordinator planned it."""
+
+    stage: str
+    commands: tuple[str, ...]
+    root: str                      # the workspace (shared file system)
+    wdir: str                      # the stage's working directory, relative to root
+    remove: tuple[str, ...]        # its non-persist outs, relative to root: removed before every try
+    gpus: int = 0
+    exclusive: bool = False        # the whole node: every slot, core and GPU of the worker
+    cancel_event: str = ""
+    segbench_version: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str
+    returncode: int
+    worker: str
+    started: float
+    finished: float
+    log: str
+    log_tail: str
+    refused: str = ""              # why the worker would not run it (another segbench, no workspace)
+
+
+class _Slots:
+    """The worker's GPU ids and core groups in use. Dask's resource accounting guarantees a free one
+    exists when a task starts; this picks *which*, so two stages never share a GPU or a core."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy_gpus: set[str] = set()
+        self._busy_groups: set[int] = set()
+
+    def take(self, gpus: int, groups: list[list[int]], all_groups: bool, all_gpus: list[str]) -> tuple[list[str], list[int]]:
+        with self._lock:
+            free_gpus = [g for g in all_gpus if g not in self._busy_gpus]
+            taken_gpus = free_gpus if all_groups else free_gpus[:gpus]
+            free = [i for i in range(len(groups)) if i not in self._busy_groups]
+            taken = free if all_groups else free[:1]
+            self._busy_gpus.update(taken_gpus)
+            self._busy_groups.update(taken)
+            return taken_gpus, taken
+
+    def give(self, gpus: list[str], groups: list[int]) -> None:
+        with self._lock:
+            self._busy_gpus.difference_update(gpus)
+            self._busy_groups.difference_update(groups)
+
+
+SLOTS = _Slots()  # one per worker process: the slots are the process's, like Dask's own resource counts
+
+
+def worker_gpu_ids(total: int) -> list[str]:
+    """The GPU ids this worker hands out: its own CUDA_VISIBLE_DEVICES when set, else 0..total-1."""
+    visible = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    return (visible or [str(i) for i in range(total)])[:total]
+
+
+def core_groups(slots: int) -> list[list[int]]:
+    """This process's cores split into `slots` groups: a stage gets one group's cores to itself."""
+    cores = sorted(os.sched_getaffinity(0))
+    slots = max(1, min(slots, len(cores)))
+    size = len(cores) // slots
+    return [cores[i * size:(i + 1) * size] for i in range(slots)]
+
+
+def _refusal(task: StageTask) -> str:
+    from segbench import __version__
+
+    host = socket.gethostname()
+    if task.segbench_version and task.segbench_version != __version__:
+        return f"worker on {host} has segbench {__version__}, the coordinator {task.segbench_version}; install the same version"
+    if not (Path(task.root) / "dvc.yaml").is_file():
+        return (f"worker on {host} cannot see the workspace {task.root} (no dvc.yaml there): "
+                "the workers must share the coordinator's file system")
+    return ""
+
+
+def _remove_outs(task: StageTask) -> None:
+    """DVC removes a stage's outs before running it; a retry after a killed worker must too."""
+    for rel in task.remove:
+        path = Path(task.root) / rel
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def _cancelled(name: str) -> bool:
+    if not name:
+        return False
+    from distributed import Event
+
+    return Event(name).is_set()
+
+
+def _run_one(cmd: str, task: StageTask, env: dict[str, str], cores: list[int], log) -> int:
+    # DVC's way: the user's shell, `-c`, in the stage's wdir (dvc/stage/run.py); its own session, so a
+    # cancel ends the whole process group; killed with the worker (PDEATHSIG) rather than left behind.
+    def child_setup() -> None:
+        if cores:
+            os.sched_setaffinity(0, cores)
+        _die_with_parent()
+
+    shell = os.getenv("SHELL") or "/bin/sh"
+    proc = subprocess.Popen([shell, "-c", cmd], cwd=Path(task.root) / task.wdir, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=child_setup)
+    while True:
+        try:
+            return proc.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            if _cancelled(task.cancel_event):
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                return -signal.SIGTERM
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def run_stage(task: StageTask) -> StageResult:
+    """Run one stage's commands on this worker; never raises for a failing command (the coordinator
+    reports it), so Dask's retries are only for a lost worker."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    started = time.time()
+    log_path = Path(task.root) / ".dvc" / "tmp" / "cluster" / "logs" / f"{task.stage.replace('/', '_')}.log"
+    refused = _refusal(task)
+    if refused:
+        return StageResult(task.stage, 2, worker.address, started, time.time(), "", "", refused)
+    node = int(worker.state.total_resources.get("node", worker.state.nthreads))
+    groups = core_groups(node)
+    gpus, taken = SLOTS.take(task.gpus, groups, task.exclusive, worker_gpu_ids(int(worker.state.total_resources.get("GPU", 0))))
+    cores = [c for i in taken for c in groups[i]]
+    worker.log_event(TOPIC, [task.stage, worker.address])
+    env = {**os.environ, **task.env, "OMP_NUM_THREADS": str(max(1, len(cores))),
+           "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+    try:
+        _remove_outs(task)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("w") as log:
+            code = 0
+            for cmd in task.commands:
+                log.write(f"> {cmd}\n")
+                log.flush()
+                code = _run_one(cmd, task, env, cores, log)
+                if code:
+                    break
+    finally:
+        SLOTS.give(gpus, taken)
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+    return StageResult(task.stage, code, worker.address, started, time.time(), str(log_path), tail)

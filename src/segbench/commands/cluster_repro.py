@@ -1,0 +1,38 @@
+"""segbench cluster-repro [TARGET ...]: `dvc repro` with the ready stages running concurrently on Dask."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import SegbenchError
+
+HELP = "dvc repro with the ready stages running concurrently on a Dask cluster (pip install -e '.[cluster]')"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("targets", nargs="*", help="stages (as `dvc repro TARGET`); default: every stage of dvc.yaml")
+    parser.add_argument("-f", "--force", action="store_true", help="run every planned stage, changed or not")
+    parser.add_argument("--dry", action="store_true", help="print what would run; run and record nothing")
+    parser.add_argument("--downstream", action="store_true", help="the targets and the stages below them")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=0, metavar="N",
+                       help="a local cluster with N stage slots (default: one per core)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler (tcp://host:8786)")
+    parser.add_argument("--root", default=".", help="the DVC project (default: the current directory)")
+
+
+def run(args: argparse.Namespace) -> None:
+    try:
+        from ..cluster.repro import cluster_repro, summary
+    except ImportError as exc:
+        raise SegbenchError(f"cluster-repro needs Dask ({exc.name} is missing): pip install -c requirements.lock "
+                            "-e '.[cluster]'") from None
+    if args.workers < 0:
+        raise SegbenchError(f"--workers {args.workers}: give a positive number of stage slots")
+    outcome = cluster_repro(args.root, args.targets, force=args.force, dry=args.dry, downstream=args.downstream,
+                            workers=args.workers, scheduler=args.scheduler)
+    if outcome is None:
+        return
+    print(summary(outcome))
+    if outcome.failed:
+        raise SegbenchError(f"{len(outcome.failed)} stage(s) failed: {', '.join(outcome.failed)}; the others are "
+                            "recorded in dvc.lock, a re-run does only what is left")

@@ -1,0 +1,203 @@
+"""segbench cluster-repro: a tiny DVC project (download -> train matrix -> profile -> plot) run on a
+local Dask cluster leaves the lock a sequential `dvc repro` leaves, runs stages side by side, keeps a
+profile stage alone, survives a failing stage and a killed worker, and refuses bad input in one line."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("distributed")
+
+STEP = '''\
+import hashlib, json, os, pathlib, sys, time
+name, deps = sys.argv[1], sys.argv[2:]
+started = time.time()
+marks = pathlib.Path("times"); marks.mkdir(exist_ok=True)
+tries = marks / (name + ".tries")
+tries.write_text(str(int(tries.read_text()) + 1 if tries.exists() else 1))
+if pathlib.Path("kill-" + name).exists() and tries.read_text() == "1":
+    os.kill(os.getppid(), 9)  # the Dask worker running this stage dies mid-stage
+time.sleep(float(os.environ.get("STEP_SLEEP", "1.5")))
+if pathlib.Path("fail-" + name).exists():
+    sys.exit("step " + name + ": told to fail")
+digest = hashlib.sha256(name.encode() + b"".join(pathlib.Path(d).read_bytes() for d in deps)).hexdigest()
+out = pathlib.Path("out") / (name.replace("@", "-") + ".txt"); out.parent.mkdir(exist_ok=True)
+out.write_text(digest + "\\n")
+(marks / (name + ".json")).write_text(json.dumps([started, time.time()]))
+'''
+
+DVC_YAML = """\
+stages:
+  download:
+    cmd: python step.py download
+    deps: [step.py]
+    outs: [out/download.txt]
+  train:
+    matrix: {model: [a, b], seed: [0, 1]}
+    cmd: python step.py train@${item.model}-${item.seed} out/download.txt
+    deps: [step.py, out/download.txt]
+    params:
+      - models.${item.model}
+    outs:
+      - out/train-${item.model}-${item.seed}.txt
+  profile:
+    foreach: [a, b]
+    do:
+      cmd: python step.py profile@${item} out/train-${item}-0.txt
+      deps:
+        - step.py
+        - out/train-${item}-0.txt
+      outs:
+        - out/profile-${item}.txt
+  plot:
+    cmd: python step.py plot out/profile-a.txt out/profile-b.txt out/train-a-1.txt out/train-b-1.txt
+    deps: [step.py, out/profile-a.txt, out/profile-b.txt, out/train-a-1.txt, out/train-b-1.txt]
+    outs: [out/plot.txt]
+"""
+PARAMS = {"seeds": [0, 1], "models": {"a": {"arch": "unet"}, "b": {"arch": "unet", "train": {"device": "cpu"}}}}
+STAGES = ["download", "train@a-0", "train@a-1", "train@b-0", "train@b-1", "profile@a", "profile@b", "plot"]
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+def dvc(root: Path, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("template") / "project"
+    root.mkdir()
+    (root / "step.py").write_text(STEP)
+    (root / "dvc.yaml").write_text(DVC_YAML)
+    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    (root / ".gitignore").write_text("times/\nfail-*\nkill-*\n")
+    git(root, "init", "-q")
+    dvc(root, "init", "-q")
+    dvc(root, "config", "core.analytics", "false")
+    git(root, "add", ".")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny project")
+    return root
+
+
+@pytest.fixture
+def project(template, tmp_path) -> Path:
+    root = tmp_path / "project"
+    shutil.copytree(template, root, symlinks=True)
+    return root
+
+
+def cluster_repro(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "segbench", "cluster-repro", *args], cwd=root, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+def lock_entries(root: Path) -> dict:
+    return yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+
+
+def spans(root: Path) -> dict[str, tuple[float, float]]:
+    return {p.stem: tuple(json.loads(p.read_text())) for p in (root / "times").glob("*.json")}
+
+
+def overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def test_the_lock_equals_dvc_repro_and_stages_ran_side_by_side(project, tmp_path):
+    sequential = tmp_path / "sequential"
+    shutil.copytree(project, sequential, symlinks=True)
+    dvc(sequential, "repro", "-q")
+    done = cluster_repro(project, "--workers", "3")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "8 ran; 0 unchanged" in done.stdout and "dashboard: http" in done.stdout
+    assert "started train@a-0 on tcp://" in done.stdout and "finished plot on tcp://" in done.stdout
+    assert lock_entries(project) == lock_entries(sequential)  # every dep, out and params hash, field by field
+    assert "up to date" in dvc(project, "status")
+    for entry in lock_entries(project).values():  # every out is in the DVC cache, as after dvc repro
+        md5 = entry["outs"][0]["md5"]
+        assert (project / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).is_file()
+    times = spans(project)
+    trains = [times[f"train@{m}-{s}"] for m in "ab" for s in (0, 1)]
+    assert any(overlaps(x, y) for i, x in enumerate(trains) for y in trains[i + 1:]), times  # concurrency happened
+    for profile in ("profile@a", "profile@b"):  # a profile stage has its node to itself
+        assert not any(overlaps(times[profile], span) for name, span in times.items() if name != profile), times
+    again = cluster_repro(project, "--workers", "3")
+    assert again.returncode == 0 and "0 ran; 8 unchanged" in again.stdout, again.stdout
+
+
+def test_a_failing_stage_keeps_the_others_and_a_rerun_does_only_what_is_left(project):
+    (project / "fail-train@b-0").touch()
+    done = cluster_repro(project, "--workers", "3")
+    assert done.returncode == 2
+    assert "FAILED train@b-0: exit 1" in done.stdout and "told to fail" in done.stdout  # its log's tail
+    assert "not run because a stage they need failed (profile@b, plot)" in done.stdout
+    assert done.stderr.strip().splitlines()[-1].startswith("segbench: error: 1 stage(s) failed: train@b-0")
+    assert set(lock_entries(project)) == {"download", "train@a-0", "train@a-1", "train@b-1", "profile@a"}
+    assert not (project / "out" / "train-b-0.txt").exists()
+    (project / "fail-train@b-0").unlink()
+    again = cluster_repro(project, "--workers", "3")
+    assert again.returncode == 0 and "3 ran; 5 unchanged" in again.stdout, again.stdout
+    assert "up to date" in dvc(project, "status")
+
+
+def test_a_killed_worker_reruns_its_stage(project):
+    (project / "kill-train@a-1").touch()
+    done = cluster_repro(project, "--workers", "2", "train@a-1")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert (project / "times" / "train@a-1.tries").read_text() == "2"  # killed once, run again by a new worker
+    assert set(lock_entries(project)) == {"download", "train@a-1"}
+    assert "up to date" in dvc(project, "status", "train@a-1")
+
+
+def test_dry_runs_and_records_nothing(project):
+    done = cluster_repro(project, "--dry")
+    assert done.returncode == 0 and "train@a-0: would run" in done.stdout
+    assert not (project / "dvc.lock").exists() and not (project / "times").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scheduler", "tcp://127.0.0.1:9"], "scheduler tcp://127.0.0.1:9: unreachable after 10 s"),
+    (["trian@a-0"], "trian@a-0: not a stage of dvc.yaml (did you mean 'train@a-0'?)"),
+])
+def test_bad_input_is_one_line(project, args, message):
+    done = cluster_repro(project, *args)
+    assert done.returncode == 2 and done.stderr.strip() == f"segbench: error: {message}" or \
+        done.stderr.strip().startswith(f"segbench: error: {message}"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (project / "dvc.lock").exists()
+
+
+def test_a_second_coordinator_is_refused(project):
+    lock = project / ".dvc" / "tmp" / "segbench-cluster.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(f"{os.getpid()} {os.uname().nodename}")  # a live holder on this machine
+    done = cluster_repro(project, "--workers", "1")
+    assert done.returncode == 2 and "another cluster-repro (pid" in done.stderr, done.stderr
+    assert not (project / "dvc.lock").exists() and lock.exists()
+    lock.write_text(f"{2**22 + 7} {os.uname().nodename}")  # its holder is gone: taken over
+    assert cluster_repro(project, "--workers", "2", "download").returncode == 0
+    assert not lock.exists()
+
+
+def test_a_gpu_stage_without_a_gpu_worker_is_refused(project):
+    params = dict(PARAMS, models={**PARAMS["models"], "b": {"arch": "unet", "train": {"device": "cuda"}}})
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    done = cluster_repro(project, "--workers", "2")
+    assert done.returncode == 2, done.stderr
+    line = done.stderr.strip()
+    assert line == textwrap.dedent("""\
+        segbench: error: train@b-0 asks for 1 GPU(s) but no worker has a GPU resource; start workers with \
+`dask worker ... --resources "node=K,GPU=1"` or set its device to cpu"""), line
+    assert not (project / "dvc.lock").exists()
