@@ -1,29 +1,21 @@
 """Shrink a params file to a tiny run of the same benchmark: every model, every section, the same
 file (comments kept, DVC's own round-trip YAML), but one seed, one epoch, a few small images and
 the cheapest profiling. Tests and the documentation runner use it to run `dvc repro` on a shipped
-params file in seconds to minutes instead of hours."""
+params file in minutes instead of hours."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 from dvc.utils.serialize import modify_yaml
-from ruamel.yaml.comments import CommentedSeq
 
-# The cheapest measurement that still runs every profiling code path a stage needs: one round,
-# eager only (the reference every other backend is compared with), no extra input sizes, no wait
-# for a quiet machine. Keys absent from a file are added: they only lower the default's cost.
-PROFILE = {"warmup": 1, "min_runs": 3, "max_runs": 3, "time_budget_s": 0.05, "rounds": 1, "max_rounds": 1,
-           "input_sizes": [], "batch_size": 2, "quiet_wait_s": 0, "backends": ["eager"]}
+from segbench.commands.demo import _inline, quick_params
+
+# On top of `segbench demo`'s cut (seeds, epochs, one eager profiling round): the fewest timed runs
+# the config accepts, small evaluation extras, the smallest bootstrap.
+PROFILE = {"warmup": 1, "min_runs": 3, "max_runs": 3, "time_budget_s": 0.05, "batch_size": 2}
 EVALUATE = {"samples": 2, "ap_bins": 100, "train_subset": 4}
-PLOT = {"bootstrap": 100, "dpi": 50}  # the smallest bootstrap the config accepts
-
-
-def _flow(values: list) -> CommentedSeq:
-    """A list written inline ([32, 32]), as the shipped files write theirs."""
-    seq = CommentedSeq(_flow(v) if isinstance(v, list) else v for v in values)
-    seq.fa.set_flow_style()
-    return seq
+PLOT = {"bootstrap": 100, "dpi": 50}
 
 
 def _cap(section: Any, key: str, value: int) -> None:
@@ -32,14 +24,7 @@ def _cap(section: Any, key: str, value: int) -> None:
         section[key] = min(section[key], value)
 
 
-def _shrink_train(train: Any, epochs: int, batch_size: int, shared: bool) -> None:
-    """The shared `train:` always gets the tiny epochs and batch; a model's own only where it sets them."""
-    if not isinstance(train, dict):
-        return
-    if shared or "epochs" in train:
-        train["epochs"] = epochs
-    if shared:
-        train.setdefault("batch_size", batch_size)
+def _small_batches(train: Any, batch_size: int) -> None:
     _cap(train, "batch_size", batch_size)  # 2: BatchNorm's minimum, and a few images still make batches
     _cap(train, "num_workers", 0)  # loader processes cost more than they save on a few images
 
@@ -47,7 +32,7 @@ def _shrink_train(train: Any, epochs: int, batch_size: int, shared: bool) -> Non
 def _shrink_data(data: Any, image_size: tuple[int, int], subset: int, data_path: str | Path | None) -> None:
     if not isinstance(data, dict):
         return
-    data["image_size"] = _flow(list(image_size))
+    data["image_size"] = _inline(list(image_size))
     data["subset"] = subset
     data["workers"] = 1
     if data_path is not None:
@@ -68,13 +53,12 @@ def shrink_params(params_path: Path, *, seeds: int = 1, epochs: int = 1, image_s
     split (`data.subset`; synthetic data also generates only that many). data_path: replaces
     `data.path` (a relative path in a shipped file means nothing in a scratch copy)."""
     with modify_yaml(Path(params_path)) as params:
-        if isinstance(params.get("seeds"), list):
-            del params["seeds"][seeds:]
+        quick_params(params, seeds=seeds, epochs=epochs)
         _shrink_data(params.get("data"), image_size, subset, data_path)
-        _shrink_train(params.setdefault("train", {}), epochs, batch_size, shared=True)
+        params["train"].setdefault("batch_size", batch_size)
+        _small_batches(params["train"], batch_size)
         for entry in (params.get("models") or {}).values():
             if isinstance(entry, dict):
-                _shrink_train(entry.get("train"), epochs, batch_size, shared=False)
+                _small_batches(entry.get("train"), batch_size)
         for name, values in (("evaluate", EVALUATE), ("profile", PROFILE), ("plot", PLOT)):
-            section = params.setdefault(name, {})
-            section.update({k: _flow(v) if isinstance(v, list) else v for k, v in values.items()})
+            params.setdefault(name, {}).update(values)

@@ -21,7 +21,7 @@ COMMANDS = {"check": "check", "download": "download", "preprocess": "preprocess"
             "evaluate": "evaluate", "aggregate": "aggregate", "profile": "profile", "plot": "plot",
             "model-code": "model_code", "environment": "environment",
             "html-template": "html_template", "generate": "generate",
-            "diff": "diff", "cluster-repro": "cluster_repro"}
+            "diff": "diff", "cluster-repro": "cluster_repro", "demo": "demo"}
 
 
 def build_parser() -> argparse.ArgumentParser:

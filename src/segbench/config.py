@@ -23,7 +23,7 @@ from .schema import option, parse
 from .sections import AugmentConfig, DataConfig, EvaluateConfig, PlotConfig, ProfileConfig, TrainConfig
 
 __all__ = ["AugmentConfig", "DataConfig", "EvaluateConfig", "ModelSpec", "Params", "PlotConfig", "ProfileConfig",
-           "TrainConfig", "load_params", "params_from_dict"]
+           "TrainConfig", "load_params", "params_from_dict", "pipeline_keys"]
 
 
 def _task_names() -> list[str]:
@@ -209,7 +209,45 @@ _ParamsLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:t
                                     list("tTfF"))
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+_INTERPOLATED = re.compile(r"\$\{\s*([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*)")
+_STAGE_LOCALS = ("item", "key", "value")  # foreach / matrix variables: not params
+_EXAMPLES = {"seeds": "seeds: [0, 1, 2]", "models": "models: {unet: {arch: unet}}", "data": "data: {dataset: synthetic}"}
+
+
+def pipeline_keys(dvc_yaml: str | Path = "dvc.yaml") -> dict[str, list[str]]:
+    """Every params key `dvc_yaml` reads -> the stages that read it, taken from the file itself (its
+    `${...}` interpolations and its stages' `params:` lists), so the check cannot drift from the DAG.
+
+    DVC stops on a missing one: an interpolated key fails the parse of the whole dvc.yaml, a listed
+    one fails the stage after it has run (MissingParamsError)."""
+    stages = (yaml.safe_load(Path(dvc_yaml).read_text(encoding="utf-8")) or {}).get("stages") or {}
+    needed: dict[str, list[str]] = {}
+    for name, stage in stages.items():
+        body = stage.get("do", stage) if isinstance(stage, dict) else {}
+        listed = [p.split("${")[0].rstrip(".") for p in body.get("params") or [] if isinstance(p, str)]
+        for match in _INTERPOLATED.finditer(yaml.safe_dump(stage)):
+            listed.append(match.group(1))
+        for key in listed:
+            if key and key.split(".")[0] not in _STAGE_LOCALS and name not in needed.setdefault(key, []):
+                needed[key].append(name)
+    return needed
+
+
+def _missing_pipeline_key(raw: Any, needed: dict[str, list[str]]) -> str | None:
+    for key, stages in needed.items():
+        node = raw
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                example = _EXAMPLES.get(key, f"the {key} section of params.yaml (`{key}: {{}}` takes every default)")
+                return (f"{key}: required key is missing; dvc.yaml reads it (stage{'s' * (len(stages) > 1)} "
+                        f"{', '.join(stages)}) and DVC stops without it; add e.g. {example}")
+            node = node[part]
+    return None
+
+
+def load_params(path: str | Path = "params.yaml", pipeline: str | Path | None = None) -> Params:
+    """The validated params file; with `pipeline` (a dvc.yaml), also every key that file reads must
+    be written out in it: the config's defaults serve the Python API, never a DVC run."""
     path = Path(path)
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "file not found"
@@ -230,4 +268,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         if context and start is not None and (mark is None or start.line != mark.line):
             problem = f"{problem} {context} that starts at line {start.line + 1}"  # e.g. an unclosed [
         raise ConfigError(f"{path}:{where}: not valid YAML ({problem})") from None
-    return params_from_dict(raw, str(path))
+    params = params_from_dict(raw, str(path))
+    missing = _missing_pipeline_key(raw, pipeline_keys(pipeline)) if pipeline is not None else None
+    if missing:
+        raise ConfigError(f"{path}: {missing}")
+    return params
