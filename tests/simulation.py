@@ -32,3 +32,22 @@ def calibration_trials(margin: float, seeds: int, repeats: int, resamples: int):
         w = stats.bootstrap_weights(80, resamples, seed=r)
         (a_full, a_boot), (b_full, b_boot) = stats.seed_mean_scores(a, rule, w), stats.seed_mean_scores(b, rule, w)
         yield a_full, b_full, a_boot, b_boot
+
+
+def benchmark_trials(margins, seeds: int, repeats: int, resamples: int, seed: int = 7):
+    """Per independent repeat: {"m<i>": {"mask_counts": [seeds, images, classes, 3]}} for one configuration
+    per margin on one shared test set, for segbench.comparison.compare_scores (the true best: the largest margin)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(repeats):
+        truth = rng.integers(50, 800, (80, 6)) * (rng.random((80, 6)) < 0.7)
+        effect = rng.normal(0, 0.8, (80, 1))
+        yield {f"m{i}": {"mask_counts": simulated_config(rng, truth, effect, m, seeds)} for i, m in enumerate(margins)}
+
+
+def round_medians(true_ms: float, rounds: int, rng, spread: float = 0.08) -> list:
+    """One model's profiling rounds as segbench.timing.Timing objects: each round (a fresh process) shifts
+    every run by a log-normal factor (the between-process spread the interval over rounds covers)."""
+    from segbench.timing import Timing
+
+    return [Timing(true_ms * np.exp(rng.normal(0, spread)) * np.exp(rng.normal(0, 0.02, 15)), "stable")
+            for _ in range(rounds)]

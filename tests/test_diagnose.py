@@ -74,11 +74,19 @@ def test_a_row_whose_validation_crawls_up_while_the_gap_is_large_overfits_and_is
     assert [d.kind for d in found["learning"]] == ["unconverged"]
 
 
-def test_unstable_means_a_seed_spread_at_least_half_the_distance_to_the_nearest_row():
-    metrics = [row("wide", [0.30, 0.50, 0.40]), row("near", [0.45, 0.45, 0.46]), row("far", [0.80, 0.80, 0.81])]
-    found = diagnose(metrics, {}, {}, list(SEEDS))
-    assert [d.kind for d in found["wide"]] == ["unstable"]  # sd 0.1 >= 0.5 x 0.053
-    assert found["far"] == []
+def test_unstable_flags_both_rows_of_a_neighbouring_pair_the_comparison_cannot_order():
+    from simulation import benchmark_trials
+
+    from segbench.comparison import compare_scores
+
+    per_image = next(benchmark_trials([0.05, 0.0, -1.5], 3, 1, 300, seed=4))  # m0, m1 close; m2 far below
+    result = compare_scores(per_image, 300)["miou"]
+    assert set(result.tied_neighbours) == {"m0", "m1"}  # the same pairwise intervals as the verdicts
+    metrics = [row(m, [result.means[i]] * 3) for i, m in enumerate(result.models)]
+    found = diagnose(metrics, {}, {}, list(SEEDS), tied_neighbours=result.tied_neighbours)
+    assert [d.kind for d in found["m0"]] == ["unstable"] and [d.kind for d in found["m1"]] == ["unstable"]
+    assert "m1" in found["m0"][0].evidence and found["m2"] == []
+    assert diagnose(metrics, {}, {}, list(SEEDS))["m0"] == []  # no comparison: no statement
 
 
 def test_a_significance_sentence_involving_an_unstable_row_says_so():

@@ -20,8 +20,10 @@ from . import paths
 from .errors import DataError
 from .io import load_npz
 from .stats import (
+    CONFIDENCE,
+    EQUIVALENT,
+    INCONCLUSIVE,
     SCORE_RULES,
-    SIGNIFICANT,
     Comparison,
     ScoreRule,
     bootstrap_weights,
@@ -30,10 +32,10 @@ from .stats import (
     prob_best,
     seed_scores,
     seeds_needed,
-    verdict,
 )
 
 EQUIVALENCE_MARGIN = 0.01  # plot.equivalence_margin's default (mIoU)
+NEEDS_SEEDS = "needs >= 2 seeds"  # what every derived statement says when a model has one seed
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,11 @@ class ScoreComparison:
     verdicts: dict[str, str] = field(default_factory=dict)  # model -> "best", "equivalent", "inconclusive", "worse"
     seeds_needed: dict[str, int | None] = field(default_factory=dict)  # inconclusive models: seeds per model; None:
                                                                        # the test set alone cannot settle it
-    p_best: dict[str, float] = field(default_factory=dict)  # share of joint seed x image resamples it is best in
+    p_best: dict[str, float] = field(default_factory=dict)  # share of joint posterior draws it is best in (NaN: < 2 seeds)
+    needed_level: dict[str, float] = field(default_factory=dict)  # the two-sided level seeds_needed is computed at
+    tied_neighbours: dict[str, tuple] = field(default_factory=dict)  # model -> its neighbours in the ranking by mean
+                                                                     # whose difference's interval includes 0
+    identical: list = field(default_factory=list)  # pairs with bit-identical per-seed scores
 
     def tied_with_best(self, model: str) -> bool:
         """The 95% interval of model - best includes 0 (one test, no multiplicity correction)."""
@@ -101,24 +107,55 @@ def _check_paired(loaded: dict[str, dict[str, np.ndarray]], metrics_dir) -> None
 
 
 def _against_best(models: list[str], best: str, vs_best: dict[str, Comparison], margin: float,
-                  pairs: dict, means: np.ndarray) -> dict:
-    """The plausibly-best set, each model's verdict and, where inconclusive, the seeds needed.
+                  pairs: dict, means: np.ndarray, full: list[np.ndarray]) -> dict:
+    """The plausibly-best set, each model's verdict, `better` and, where inconclusive, the seeds needed.
 
-    The set: Holm over every pair (k (k - 1) / 2 tests), a model leaving it when some model with a
-    better mean is significantly better. Holm over only the k - 1 comparisons with the observed best
-    does not hold the family-wise rate: the best is picked as the maximum, so its comparison with
-    the minimum is the largest of all pairwise statistics (bench_stats: 14% for 7 equal models).
+    Every statement uses one family: Holm over every pair (k (k - 1) / 2 tests). A model is "worse"
+    (and out of the set) when its pair with the best is rejected; better[j, i] when pair (j, i) is
+    rejected and j has the better mean (the Pareto fronts use it). Holm over only the k - 1 comparisons
+    with the observed best does not hold the family-wise rate: the best is picked as the maximum, so
+    its comparison with the minimum is the largest of all pairwise statistics (bench_stats: 14% for 7
+    equal models). A tie is "equivalent" when the whole interval lies inside +-margin.
     """
     others = [m for m in models if m != best]
     unordered = [(j, i) for j in range(len(models)) for i in range(j + 1, len(models))]
     reject = holm_reject([pairs[p].p_value for p in unordered]) if unordered else []
-    rejected = {models[i if means[j] > means[i] else j]: True for (j, i), r in zip(unordered, reject) if r}
+    better = np.zeros((len(models), len(models)), bool)
+    for (j, i), r in zip(unordered, reject):
+        if r:
+            better[(j, i) if means[j] > means[i] else (i, j)] = True
+    b = models.index(best)
     verdicts = {best: "best"}
     for m in others:
-        word = verdict(vs_best[m], margin)
-        verdicts[m] = "worse" if word == SIGNIFICANT else word
-    return {"best_set": frozenset(m for m in models if not rejected.get(m, False)), "verdicts": verdicts,
-            "seeds_needed": {m: seeds_needed(vs_best[m]) for m in others if verdicts[m] == "inconclusive"}}
+        c = vs_best[m]
+        inside = -margin < c.low and c.high < margin
+        verdicts[m] = "worse" if better[b, models.index(m)] else (EQUIVALENT if inside else INCONCLUSIVE)
+    # the seeds that would settle model vs best, at the level Holm tests that pair at now (its rank among the
+    # pairs' p-values): the level of the statement ("could be best") it would settle
+    rank = {pair: r for r, pair in enumerate(sorted(unordered, key=lambda p: pairs[p].p_value))}
+    level = {m: (1 - CONFIDENCE) / (len(unordered) - rank[tuple(sorted((models.index(m), models.index(best))))])
+             for m in others}
+    needed = {m: (seeds_needed(vs_best[m], confidence=1 - level[m]), level[m])
+              for m in others if verdicts[m] == "inconclusive"}
+    def identical(x: int, y: int) -> bool:  # the same per-seed scores: their order is params order, not noise
+        return bool(np.array_equal(full[x], full[y]))
+
+    close: dict[str, tuple] = {}  # "unstable": both rows of a neighbouring pair whose 95% interval includes 0
+    for x, y in unordered:
+        if not pairs[x, y].significant and _neighbours(means, x, y) and not identical(x, y):
+            close[models[x]] = (*close.get(models[x], ()), models[y])
+            close[models[y]] = (*close.get(models[y], ()), models[x])
+    return {"best_set": frozenset(m for m in models if not better[b, models.index(m)]), "verdicts": verdicts,
+            "better": better,
+            "seeds_needed": {m: n for m, (n, _) in needed.items()},
+            "needed_level": {m: lvl for m, (_, lvl) in needed.items()}, "tied_neighbours": close,
+            "identical": [(models[x], models[y]) for x, y in unordered if identical(x, y)]}
+
+
+def _neighbours(means: np.ndarray, x: int, y: int) -> bool:
+    """x and y are next to each other in the ranking by mean (no model's mean lies strictly between)."""
+    low, high = sorted((means[x], means[y]))
+    return not bool(np.any((means > low) & (means < high)))
 
 
 def compare_scores(per_image: dict[str, dict[str, np.ndarray]], resamples: int = 2000,
@@ -146,14 +183,15 @@ def compare_scores(per_image: dict[str, dict[str, np.ndarray]], resamples: int =
                  for j in range(len(models)) for i in range(len(models)) if i != j}
         vs_best = {m: pairs[i, b] if i != b else Comparison(0.0, 0.0, 0.0, 0.0, math.inf, (len(full[b]),) * 2)
                    for i, m in enumerate(models)}
-        better = np.zeros((len(models), len(models)), bool)
-        for (j, i), c in pairs.items():
-            better[j, i] = c.significant and sign * c.diff > 0
         score_margin = margin if rule.name == "miou" else 0.0
-        chance = dict(zip(models, prob_best(list(resampled), rule.higher_is_better, seed).tolist()))
-        results[rule.name] = ScoreComparison(rule, models, means, [len(f) for f in full], best, vs_best, better,
-                                             score_margin, p_best=chance,
-                                             **_against_best(models, best, vs_best, score_margin, pairs,
-                                                             sign * means))
+        chance = dict(zip(models, prob_best(list(full), boot, rule.higher_is_better, seed).tolist()))
+        if min(len(f) for f in full) < 2:  # no seed-to-seed variance: no statement has a basis
+            derived = {"verdicts": {m: "best" if m == best else NEEDS_SEEDS for m in models},
+                       "better": np.zeros((len(models), len(models)), bool), "best_set": frozenset(),
+                       "seeds_needed": {}, "needed_level": {}, "tied_neighbours": {}, "identical": []}
+        else:
+            derived = _against_best(models, best, vs_best, score_margin, pairs, sign * means, list(full))
+        results[rule.name] = ScoreComparison(rule, models, means, [len(f) for f in full], best, vs_best,
+                                             margin=score_margin, p_best=chance, **derived)
     return results
 

@@ -20,11 +20,12 @@ from .. import paths
 from ..comparison import compare_scores, load_per_image
 from ..io import save_figure, write_text
 from . import figures, tables
+from .deploy import deployment_column, deployment_key
 from .diagnose import OVERFIT_GAP, diagnose, diagnosis_text
 from .equal_time import equal_time
-from .markdown import markdown_table
+from .markdown import summary_markdown
 from .notes import notes
-from .spec import FIGURES, FigureSpec
+from .spec import FIGURES, SUMMARY, FigureSpec
 from .summary import summary_table
 from .view import ReportInputs, cost_environments, learned, load_metrics, load_prior_counts
 
@@ -52,12 +53,14 @@ def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], seeds: l
     per_image = load_per_image(metrics_dir, models, seeds)
     comparisons = compare_scores(per_image, resamples, bootstrap_seed, equivalence_margin)
     diagnoses = diagnose(metrics, per_image, load_prior_counts(metrics_dir, models, seeds), seeds, overfit_gap,
-                         resamples, bootstrap_seed)
+                         resamples, bootstrap_seed, comparisons["miou"].tied_neighbours if "miou" in comparisons else None)
     log_dirs = {m: {seed: paths.train_log_dir(m, seed, plots_dir) for seed in seeds} for m in models}
     equal = equal_time(tables.time_curves(log_dirs, [m.name for m in learned(metrics)]), equal_time_s)
     computed = {"diagnosis": [diagnosis_text(diagnoses[m.name]) for m in metrics],
                 "miou_equal_time": [equal.miou.get(m.name, float("nan")) for m in metrics]}
-    summary = summary_table(metrics, comparisons, computed=computed)
+    deploy = deployment_column(deployment_key(metrics), metrics)
+    columns = [c for column in SUMMARY for c in ((column, deploy) if deploy and column.name == "latency_cpu_ms" else (column,))]
+    summary = summary_table(metrics, comparisons, columns, computed, deploy.metrics_key if deploy else "")
     plots_dir.mkdir(parents=True, exist_ok=True)
     inputs = ReportInputs(metrics, comparisons, cost_environments(metrics), list(summary.index), log_dirs)
     colours = figures.model_colours(models)
@@ -65,6 +68,6 @@ def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], seeds: l
         write_figure(figure, inputs, plots_dir, colours, dpi)
     write_text(paths.summary_csv(plots_dir), to_csv(summary, index=True))
     best = {score: result.best for score, result in comparisons.items()}
-    table = markdown_table(summary, best, margin=equivalence_margin)
-    write_text(paths.summary_md(plots_dir), table + notes(metrics, comparisons, inputs.envs, diagnoses, equal))
+    write_text(paths.summary_md(plots_dir), summary_markdown(summary, best, columns, equivalence_margin,
+                                                             notes(metrics, comparisons, inputs.envs, diagnoses, equal)))
     return summary

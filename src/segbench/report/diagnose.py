@@ -9,8 +9,10 @@ sits where it does"). Pure: numbers in (metrics, per-image counts), diagnoses ou
 - collapsed: a seed whose test predictions are not significantly better than the class prior's
   (95% paired bootstrap over the test images, segbench.stats, on that seed's counts against the
   prior's); a model with no trainable parameters (the prior itself) never collapses;
-- unstable: a collapsed seed, or a seed standard deviation of mIoU at least UNSTABLE_SPREAD times
-  the distance from the row's mean to the nearest other row's mean;
+- unstable: a collapsed seed, or a neighbour in the ranking by mean mIoU whose difference's 95%
+  interval includes 0 (segbench.comparison's `tied_neighbours`: the same paired model as every other
+  statement, so both rows of such a pair are flagged, and a row's n, the other row's spread and the
+  test-image noise all count);
 - unconverged: train.json `converged` false (README "Converged or not").
 """
 from __future__ import annotations
@@ -25,7 +27,6 @@ from .view import ModelMetrics
 
 OVERFIT_GAP = 0.10  # plot.overfit_gap's default: train - test mIoU of a converged row that is overfitting
 PLATEAU_GAIN = 0.05  # validation's best score rose by less than this over the last quarter: it has stopped improving
-UNSTABLE_SPREAD = 0.5  # seed sd of mIoU >= this x the distance to the nearest other row's mean: unstable
 
 
 @dataclass(frozen=True)
@@ -49,18 +50,6 @@ def collapsed_seeds(counts: np.ndarray, prior: np.ndarray, seeds: list[int], wei
     return found
 
 
-def _miou_sd(m: ModelMetrics) -> float:
-    value = m.eval.get("miou")
-    sd = value.get("std") if isinstance(value, dict) else None
-    return float(sd) if isinstance(sd, (int, float)) else math.nan
-
-
-def _nearest_distance(m: ModelMetrics, metrics: list[ModelMetrics]) -> float:
-    others = [abs(m.get("eval", "miou") - o.get("eval", "miou")) for o in metrics if o.name != m.name]
-    others = [d for d in others if not math.isnan(d)]
-    return min(others) if others else math.nan
-
-
 def _overfits(m: ModelMetrics, gap_threshold: float) -> Diagnosis | None:
     gap, gain = m.get("eval", "generalization_gap"), m.get("train", "late_gain")
     plateau = gain < PLATEAU_GAIN if not math.isnan(gain) else m.converged() is True
@@ -76,17 +65,16 @@ def _collapsed(collapsed: list[tuple], n_seeds: int) -> Diagnosis | None:
         return None
     named = ", ".join(f"seed {s} {score:.3f}" for s, score, _, _ in collapsed)
     label = f"{len(collapsed)} of {n_seeds} seeds collapsed"
-    return Diagnosis("collapsed", label, f"{named} against the class prior's {collapsed[0][2]:.3f}: not "
-                     "significantly better (95% paired bootstrap over test images); the mean keeps every seed")
+    return Diagnosis("collapsed", label, f"{named} against the class prior's {collapsed[0][2]:.3f}; "
+                     "the mean keeps every seed")
 
 
-def _unstable(m: ModelMetrics, metrics: list[ModelMetrics], collapsed: list[tuple]) -> Diagnosis | None:
-    sd, distance = _miou_sd(m), _nearest_distance(m, metrics)
+def _unstable(neighbours: tuple, collapsed: list[tuple]) -> Diagnosis | None:
     if collapsed:
         return Diagnosis("unstable", "unstable", "a seed collapsed: another seed could move the row")
-    if not math.isnan(sd) and not math.isnan(distance) and sd >= UNSTABLE_SPREAD * distance:
-        return Diagnosis("unstable", "unstable", f"seed sd of mIoU {sd:.3f} >= {UNSTABLE_SPREAD:g} x the distance "
-                         f"{distance:.3f} to the nearest other row: its place may change with other seeds")
+    if neighbours:
+        return Diagnosis("unstable", "unstable", f"its order with {', '.join(neighbours)} (next in the ranking) is not "
+                         "settled: the 95% interval of the difference includes 0")
     return None
 
 
@@ -94,16 +82,18 @@ def _unconverged(m: ModelMetrics) -> Diagnosis | None:
     if m.converged() is not False:
         return None
     gain = m.get("train", "late_gain")
-    detail = f" (best validation score +{gain:.0%} in its last epochs)" if not math.isnan(gain) else ""
-    return Diagnosis("unconverged", "unconverged", f"still improving when training stopped{detail}")
+    detail = f"best validation score +{gain:.0%} in its last epochs" if not math.isnan(gain) else ""
+    return Diagnosis("unconverged", "unconverged", detail)
 
 
 def diagnose(metrics: list[ModelMetrics], per_image: dict[str, dict[str, np.ndarray]],
              prior: dict[str, np.ndarray | None], seeds: list[int], overfit_gap: float = OVERFIT_GAP,
-             resamples: int = 2000, bootstrap_seed: int = 0) -> dict[str, list[Diagnosis]]:
+             resamples: int = 2000, bootstrap_seed: int = 0,
+             tied_neighbours: dict[str, tuple] | None = None) -> dict[str, list[Diagnosis]]:
     """{model: its diagnoses, in the order overfits, collapsed, unstable, unconverged} ([] for none).
     per_image: segbench.comparison.load_per_image's; prior: per model the seeds' class-prior counts
-    [seeds, images, classes, 3] (evaluate's `prior_mask_counts`; None when not recorded)."""
+    [seeds, images, classes, 3] (evaluate's `prior_mask_counts`; None when not recorded); tied_neighbours:
+    the mIoU comparison's (segbench.comparison), none when not given."""
     found = {}
     for m in metrics:
         counts, prior_counts = per_image.get(m.name, {}).get("mask_counts"), prior.get(m.name)
@@ -112,7 +102,7 @@ def diagnose(metrics: list[ModelMetrics], per_image: dict[str, dict[str, np.ndar
             weights = bootstrap_weights(counts.shape[1], resamples, bootstrap_seed)
             collapsed = collapsed_seeds(counts, prior_counts, seeds, weights)
         overfits = _overfits(m, overfit_gap)
-        candidates = (overfits, _collapsed(collapsed, len(seeds)), _unstable(m, metrics, collapsed),
+        candidates = (overfits, _collapsed(collapsed, len(seeds)), _unstable((tied_neighbours or {}).get(m.name, ()), collapsed),
                       None if overfits else _unconverged(m))
         found[m.name] = [d for d in candidates if d is not None]
     return found

@@ -5,7 +5,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .spec import AXES, MISSING, SUMMARY, Column
+from ..comparison import NEEDS_SEEDS
+from ..stats import format_probability
+from .spec import AXES, BRIEF_VERDICT, HEADLINE, MISSING, SUMMARY, Column
 
 
 def _missing(value) -> bool:
@@ -51,6 +53,10 @@ def _vs_best_cell(row: pd.Series, column: Column, is_best: bool) -> str:
     if is_best:
         return "best"
     word = row.get(verdict)
+    if word == NEEDS_SEEDS:  # one seed: the interval would cover test-image noise only
+        return word if column.brief else f"{diff:+.4f} ({word})"
+    if column.brief:
+        return word if isinstance(word, str) and word else MISSING
     word = f" {word}" if isinstance(word, str) and word in ("equivalent", "inconclusive") else ""
     return f"{diff:+.4f} [{row[low]:+.4f}, {row[high]:+.4f}]{word}"
 
@@ -67,8 +73,24 @@ def shown_columns(df: pd.DataFrame, columns: Sequence[Column] = SUMMARY) -> list
     return shown
 
 
+def headline_and_details(columns: Sequence[Column]) -> tuple[list[Column], list[Column]]:
+    """(the headline's columns in HEADLINE order, every other column in spec order) of `columns`."""
+    by_name = {c.name: c for c in columns}
+    head = [BRIEF_VERDICT if name == "miou_vs_best" else by_name[name] for name in HEADLINE if name in by_name]
+    return head, [c for c in columns if c.name not in HEADLINE or c.name == "miou_vs_best"]
+
+
+def summary_markdown(df: pd.DataFrame, best: dict[str, str], columns: Sequence[Column], margin: float,
+                     notes: str = "") -> str:
+    """plots/summary.md: the headline (at most 9 columns), the notes (what is significant first), then
+    the details table with the legend of both."""
+    head, details = headline_and_details(columns)
+    return (markdown_table(df, best, head, margin, legend=False) + "\n" + notes + "\n**Details**\n\n"
+            + markdown_table(df, best, details, margin))
+
+
 def markdown_table(df: pd.DataFrame, best: dict[str, str] | None = None, columns: Sequence[Column] = SUMMARY,
-                   margin: float = 0.01) -> str:
+                   margin: float = 0.01, legend: bool = True) -> str:
     """The README's table: mean +- 95% CI over seeds, the difference to the best with its interval
     and verdict, GPU columns only when some model has them, missing as a dash.
     `best`: score -> the best model (segbench.comparison)."""
@@ -83,19 +105,24 @@ def markdown_table(df: pd.DataFrame, best: dict[str, str] | None = None, columns
                 cells.append(_interval_cell(row, column))
             elif column.compare:
                 cells.append(_vs_best_cell(row, column, best.get(column.compare) == model))
+            elif column.source == "p_best":
+                cells.append(format_probability(row[name]))
             elif column.cost_interval:
                 cells.append(_cost_cell(row, column, name))
             else:
                 cells.append(fmt(row[name], column))
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    if not legend:
+        return "\n".join(lines) + "\n"
     axes = ", ".join(axis.short for axis in AXES if df[axis.column].notna().any())
     note = (f"\nQuality: the mean over the training seeds ± half its 95% interval (Student t; one seed: no interval). "
-            f"`vs best`: the difference to the best model with its 95% interval over seeds and test images (paired "
-            f"bootstrap, README \"How sure is a difference\"): `equivalent` when the whole interval lies inside "
+            f"`vs best`: the difference to the best model with its 95% interval over seeds and test images (seeds and "
+            f"paired image bootstrap, docs/statistics.md): `equivalent` when the whole interval lies inside "
             f"±{margin:g}, `inconclusive` when it includes 0 but is wider. `could be best`: no better-scoring model "
-            f"is significantly better after Holm's correction over every pair; `P(best)`: the share of joint seed x image "
-            f"resamples in which the model has the best mIoU. Costs: median or mean [95% interval] where measured. "
+            f"is significantly better after Holm's correction over every pair; `P(best)`: the share of joint posterior draws "
+            f"(image resample + seed term) in which the model has the best mIoU. "
+            f"Costs: median or mean [95% interval] where measured. "
             f"`pareto`: the costs ({axes}) on whose mIoU Pareto front the model lies: no other model is significantly "
-            f"better and not significantly costlier (cost intervals that overlap count as the same cost). "
+            f"better and not significantly costlier (Welch's test on the costs, Holm over the pairs). "
             f"Sorted by mIoU; {MISSING}: not measured.\n")
     return "\n".join(lines) + "\n" + note

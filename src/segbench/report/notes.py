@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 
-from ..comparison import ScoreComparison
+from ..comparison import NEEDS_SEEDS, ScoreComparison
 from ..environment import describe_env, env_differences
-from ..stats import mean_of
+from ..stats import format_probability
 from .spec import SCORE_LABELS
 from .view import TIMED_PARTS, CostEnvironments, ModelMetrics
 
@@ -29,13 +29,16 @@ def _names(models: list[str]) -> str:
 
 
 def _settle(result: ScoreComparison) -> str:
-    """What more seeds would do for each inconclusive difference to the best."""
+    """What more seeds would do for each inconclusive difference to the best, at the level Holm tests that
+    pair at (the "could be best" statement it would settle)."""
     parts = []
     for m, n in result.seeds_needed.items():
+        level = result.needed_level.get(m, 0.05)
         if n is None:
             parts.append(f"{result.best} vs {m}: more seeds cannot settle it: the test set is too small")
         elif n > result.seeds[result.models.index(m)]:
-            parts.append(f"about {n} seeds would settle {result.best} vs {m}")
+            parts.append(f"about {n} seeds would settle {result.best} vs {m} (tested at {level:.2g}, Holm's level "
+                         "for that pair)")
     return (" " + "; ".join(parts) + " (80% power).") if parts else ""
 
 
@@ -46,7 +49,11 @@ def significance_sentence(result: ScoreComparison, label: str) -> str:
     by = {word: [m for m in others if result.verdicts.get(m) == word] for word in ("equivalent", "inconclusive", "worse")}
     direction = "higher" if result.rule.higher_is_better else "lower"
     best_set = [m for m in result.models if result.plausibly_best(m)] or [result.best]
-    chances = ", ".join(f"{m} {result.p_best.get(m, math.nan):.0%}" for m in best_set)
+    if min(result.seeds) < 2:
+        return (f"{result.best} has the best mean {label}; {NEEDS_SEEDS} per model for any statement about which "
+                "model is best, its probability, the verdicts or what more seeds would settle (1 seed: no seed-to-seed "
+                "variance to compare against).")
+    chances = ", ".join(f"{m} {format_probability(result.p_best.get(m, math.nan))}" for m in best_set)
     parts = [f"At 95% confidence (Holm's correction over all {len(result.models) * len(others) // 2} pairs): the best {label} "
              f"({direction} is better) could be {' or '.join(best_set)} (probability of being best: {chances}); "
              f"{result.best} has the best mean"]
@@ -58,13 +65,9 @@ def significance_sentence(result: ScoreComparison, label: str) -> str:
                      f"{_names(by['inconclusive'])}")
     if by["worse"]:
         parts.append(f"significantly worse: {_names(by['worse'])}")
-    sentence = "; ".join(parts) + "." + _settle(result)
-    single = [m for m, n in zip(result.models, result.seeds) if n < 2]
-    if single:
-        who = "every model" if len(single) == len(result.models) else ", ".join(single)
-        sentence += (f" 1 seed: no interval over seeds ({who}); the intervals of differences then cover test-set noise "
-                     "only, not seed-to-seed noise.")
-    return sentence
+    same = "".join(f" {a} and {b} have identical per-seed scores: they are tied, listed in params order."
+                   for a, b in result.identical)
+    return "; ".join(parts) + "." + _settle(result) + same
 
 
 def unstable_clause(result: ScoreComparison, unstable: set[str] | frozenset[str]) -> str:
@@ -72,8 +75,8 @@ def unstable_clause(result: ScoreComparison, unstable: set[str] | frozenset[str]
     named = [m for m in result.models if m in unstable]
     if not named:
         return ""
-    return (f" Unstable (a seed collapsed, or the seeds spread widely; see ⚠ below): {_names(named)}: "
-            "any statement involving them may change with other seeds.")
+    return (f" Unstable (tied with a neighbour in the ranking, or a seed collapsed; see ⚠ below): {_names(named)}: "
+            "their order may change with other seeds.")
 
 
 def significance_note(comparisons: dict[str, ScoreComparison], unstable: set[str] | frozenset[str] = frozenset()) -> str:
@@ -81,11 +84,24 @@ def significance_note(comparisons: dict[str, ScoreComparison], unstable: set[str
                    + "\n" for score, result in comparisons.items())
 
 
+KIND_REASONS = {  # what each kind of diagnosis means, said once per kind (report/diagnose.py)
+    "overfits": "validation stopped improving while train mIoU is well above test: more data, augmentation or "
+                "regularisation, not more epochs",
+    "collapsed": "a seed not significantly better than the class prior (95% paired bootstrap over test images)",
+    "unstable": "its place in the ranking may change with other seeds",
+    "unconverged": "still improving when training stopped: its rank says how fast it learns in this many epochs, "
+                   "not how good it can get",
+}
+
+
 def diagnosis_note(diagnoses: dict[str, list] | None) -> str:
-    """One ⚠ line per diagnosed row with its evidence (report/diagnose.py), or nothing."""
-    return "".join(f"⚠ {model} (README \"Why a row sits where it does\"): "
-                   + "; ".join(f"{d.label}: {d.evidence}" for d in found) + ".\n"
-                   for model, found in (diagnoses or {}).items() if found)
+    """One ⚠ line per kind of diagnosis naming its rows, each with its evidence (report/diagnose.py), or nothing."""
+    by_kind: dict[str, list[str]] = {}
+    for model, found in (diagnoses or {}).items():
+        for d in found:
+            by_kind.setdefault(d.kind, []).append(f"{model} ({d.evidence})" if d.evidence else model)
+    return "".join(f"⚠ {kind} ({KIND_REASONS.get(kind, '')}; docs/statistics.md): {'; '.join(rows)}.\n"
+                   for kind, rows in by_kind.items())
 
 
 def equal_time_note(equal, envs: CostEnvironments) -> str:
@@ -113,22 +129,6 @@ def backend_note(metrics: list[ModelMetrics]) -> str:
         who = "any model" if len(names) == len(metrics) else ", ".join(names)
         lines.append(f"Backend {backend} not measured for {who}: {reason}.\n")
     return "".join(lines)
-
-
-def convergence_note(metrics: list[ModelMetrics]) -> str:
-    """One line naming the models whose training had not plateaued, or nothing."""
-    late = []
-    for m in metrics:
-        if m.converged() is False:
-            gain = mean_of(m.train.get("late_gain"))
-            window = m.train.get("late_epochs")
-            late.append(f"{m.name} (+{gain:.0%} in its last {window} epochs)" if not math.isnan(gain) and
-                        isinstance(window, int) else m.name)
-    if not late:
-        return ""
-    return (f"⚠ Not converged (the best validation score still rose by 1% or more over the last quarter of the "
-            f"epochs; README \"Converged or not\"): {', '.join(late)}. Their rank says how fast they learn in "
-            "this many epochs, not how good they can get; marked * on the plots.\n")
 
 
 def environment_note(envs: CostEnvironments) -> str:
@@ -170,6 +170,6 @@ def notes(metrics: list[ModelMetrics], comparisons: dict[str, ScoreComparison], 
     """Every note, in the order the summary prints them; `diagnoses`: report/diagnose.py's, `equal`:
     report/equal_time.py's EqualTime."""
     unstable = {m for m, found in (diagnoses or {}).items() if any(d.kind == "unstable" for d in found)}
-    return (split_note(metrics) + significance_note(comparisons, unstable) + equal_time_note(equal, envs)
-            + backend_note(metrics) + convergence_note(metrics) + diagnosis_note(diagnoses)
+    return (significance_note(comparisons, unstable) + split_note(metrics) + equal_time_note(equal, envs)
+            + backend_note(metrics) + diagnosis_note(diagnoses)
             + environment_note(envs) + contention_note(metrics))

@@ -1,4 +1,5 @@
-"""Pareto fronts: the models no other model beats at no more cost, and the cost intervals they use."""
+"""Pareto fronts: the models no other model beats at no more cost (costs compared by a test), and
+the cost intervals the tables show."""
 from __future__ import annotations
 
 import math
@@ -7,6 +8,7 @@ import numpy as np
 
 from ..keys import parse_latency_key
 from ..stats import mean_of
+from .cost_tests import cost_basis, not_costlier
 
 
 def cost_interval(m, part: str, key: str) -> tuple[float, float]:
@@ -26,24 +28,23 @@ def cost_interval(m, part: str, key: str) -> tuple[float, float]:
     return low, high
 
 
-def cost_intervals(metrics: list, part: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(low ends, high ends) of every model's cost interval, see cost_interval."""
-    ends = [cost_interval(m, part, key) for m in metrics]
-    return np.array([e[0] for e in ends], float), np.array([e[1] for e in ends], float)
+def cost_tests(metrics: list, part: str, key: str) -> np.ndarray:
+    """[j, i]: model j is not significantly costlier than model i (report/cost_tests.py)."""
+    return not_costlier([cost_basis(m, part, key) for m in metrics])
 
 
 def pareto_front(quality: np.ndarray, cost: np.ndarray, better: np.ndarray | None = None,
-                 cost_low: np.ndarray | None = None, cost_high: np.ndarray | None = None) -> np.ndarray:
+                 cheap_enough: np.ndarray | None = None) -> np.ndarray:
     """Members of the front. Without `better` (exact values): no other point has quality >= and
     cost <= with one of them strict; exact ties (same cost, same quality) are all members.
 
     With `better` (better[j, i]: j is significantly better than i, segbench.comparison): a point i
-    is off the front only when another j is significantly better AND not significantly costlier:
-    j's cost interval does not lie entirely above i's (low_j <= high_i). Two models whose cost
-    intervals overlap have the same cost; without intervals (`cost_low` / `cost_high` None) the
-    interval is the exact cost, and the rule reads cost_j <= cost_i. A model tied in quality with
-    a cheaper one stays on (the data cannot say it is worse). A point with missing quality or cost
-    is never a member and never dominates another.
+    is off the front only when another j is significantly better AND not significantly costlier
+    (`cheap_enough[j, i]`, cost_tests: Welch's test of the timings with Holm over the pairs, the
+    exact comparison of counts; cost_j <= cost_i when not given). A model tied in quality with a
+    cheaper one stays on (the data cannot say it is worse); a pair whose costs have no basis for a
+    test (one round, one seed) decides nothing. A point with missing quality or cost is never a
+    member and never dominates another.
     """
     quality, cost = np.asarray(quality, float), np.asarray(cost, float)
     valid = ~np.isnan(quality) & ~np.isnan(cost)
@@ -51,7 +52,6 @@ def pareto_front(quality: np.ndarray, cost: np.ndarray, better: np.ndarray | Non
     if better is None:
         dominates = (quality[None] >= q) & (cost[None] <= c) & ((quality[None] > q) | (cost[None] < c)) & valid[None]
     else:
-        low = cost if cost_low is None else np.where(np.isnan(cost_low), cost, np.asarray(cost_low, float))
-        high = cost if cost_high is None else np.where(np.isnan(cost_high), cost, np.asarray(cost_high, float))
-        dominates = np.asarray(better, bool).T & ~(low[None] > high[:, None]) & valid[None]
+        ok = (cost[:, None] <= cost[None]) if cheap_enough is None else np.asarray(cheap_enough, bool)  # [j, i]
+        dominates = np.asarray(better, bool).T & ok.T & valid[None]
     return valid & ~dominates.any(axis=1)

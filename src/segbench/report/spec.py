@@ -38,6 +38,16 @@ def any_no(values: Sequence) -> bool:
     return any(v == "no" for v in values)
 
 
+def never(values: Sequence) -> bool:
+    """summary.csv only: the value repeats another column (params: size; converged: diagnosis)."""
+    return False
+
+
+def differ(values: Sequence) -> bool:
+    """Worth a column only when the rows differ (seeds: always 3; the fastest backend: one everywhere)."""
+    return len({v for v in values if v is not None}) > 1
+
+
 def envs_differ(values: Sequence) -> bool:
     """The costs come from more than one environment ("mixed": one model's seeds did; " / ": its train and profile did)."""
     return len(set(values)) > 1 or any("mixed" in v or " / " in v for v in values)
@@ -64,6 +74,7 @@ class Column:
     only_with: tuple[str, str] | None = None  # (part, key): filled only for models that have it; left out of
                                # summary.csv when none has (the depth columns on a segmentation-only run)
     per_size: str = ""         # a latency: one more column per other profiled size, with this header ({size})
+    brief: bool = False        # a `compare` column written as its verdict alone (the headline)
     cost_interval: bool = False  # a cost with <name>_ci95_low/_high: its 95% interval (report/pareto.py cost_interval:
                                # a latency median's over profiling rounds, training time's over seeds); cell "v [low, high]"
 
@@ -96,10 +107,10 @@ DEPTH = ("eval", "depth_rmse")  # task seg_depth: a model with depth metrics
 SUMMARY = (
     Column("pareto", "pareto", source="pareto", empty=""),
     Column("miou", "mIoU (95% CI)", "eval", number="{:.4f}", interval=True),
-    Column("seeds", "seeds", source="seeds", integer=True, number="{}"),
+    Column("seeds", "seeds", source="seeds", integer=True, number="{}", show=differ),
     Column("miou_vs_best", "mIoU vs best (95% CI)", compare="miou"),
     Column("best_set", "could be best", source="best_set", empty=""),  # Holm over the k - 1 comparisons with the best
-    Column("p_best", "P(best)", source="p_best", number="{:.0%}"),  # over joint seed x image resamples
+    Column("p_best", "P(best)", source="p_best", number="{:.0%}"),  # over joint posterior draws (stats.prob_best)
     Column("mrecall", "mRecall", "eval", number="{:.4f}"),
     Column("accuracy", "accuracy", "eval", number="{:.4f}"),
     Column("mdice", "mDice", "eval", number="{:.4f}"),
@@ -109,12 +120,12 @@ SUMMARY = (
     # best val mIoU within the equal training-time budget (report/equal_time.py; README "Why a row sits where it does")
     Column("miou_equal_time", "mIoU at equal training time", source="miou_equal_time", number="{:.4f}", show=any_value),
     Column("latency_cpu_ms", "CPU latency (ms)", "profile", per_size="CPU latency {size} (ms)", cost_interval=True),
-    Column("fastest_cpu_backend", "fastest CPU backend", source="fastest_cpu_backend"),
+    Column("fastest_cpu_backend", "fastest CPU backend", source="fastest_cpu_backend", show=differ),
     Column("fastest_cpu_speedup", "speed-up vs eager fp32", source="fastest_cpu_speedup", number="{:.2f}x"),
     Column("latency_cuda_ms", "GPU latency (ms)", "profile", show=any_value, cost_interval=True),
     Column("size_mb", "size (MB)", "profile"),
     Column("gflops", "GFLOPs", "profile"),
-    Column("params", "params", "profile", integer=True, number="{:,}"),
+    Column("params", "params", "profile", integer=True, number="{:,}", show=never),
     Column("depth_rmse", "depth RMSE (m, 95% CI)", "eval", interval=True, only_with=DEPTH),
     Column("depth_rmse_vs_best", "depth RMSE vs best (95% CI)", compare="depth_rmse", only_with=DEPTH),
     Column("depth_abs_rel", "AbsRel", "eval", number="{:.4f}", only_with=DEPTH),
@@ -123,10 +134,15 @@ SUMMARY = (
     Column("depth_rmse_vs_mean_baseline", "x better than mean", "eval", number="{:.2f}x", only_with=DEPTH),
     # flags, last: shown only when they say something
     Column("diagnosis", "diagnosis", source="diagnosis", empty="", show=any_text),  # report/diagnose.py
-    Column("converged", "converged", source="converged", empty="", show=any_no),
+    Column("converged", "converged", source="converged", empty="", show=never),
     Column("env", "env (costs)", source="env", empty="", show=envs_differ),
     Column("contended", "contended timing", source="contended", empty="", show=any_text),
 )
+
+# the headline of plots/summary.md (with the deployment latency, report/deploy.py, after the verdict): which
+# model is good enough and cheapest where it is deployed; every other column goes to the details table below it
+HEADLINE = ("miou", "miou_vs_best", "deploy_latency_ms", "size_mb", "train_time_s", "pareto", "diagnosis")
+BRIEF_VERDICT = Column("miou_vs_best", "vs best", compare="miou", brief=True)
 
 # the scores segbench.comparison compares, as the notes name them
 SCORE_LABELS = {"miou": "mIoU", "depth_rmse": "depth RMSE"}

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..comparison import ScoreComparison
+from ..comparison import NEEDS_SEEDS, ScoreComparison
 from ..keys import parse_latency_key
-from .pareto import cost_interval, cost_intervals, pareto_front
+from .pareto import cost_interval, cost_tests, pareto_front
 from .spec import AXES, SUMMARY, Column
 from .tables import fastest_backend, latency_settings
 from .view import TIMED_PARTS, CostEnvironments, ModelMetrics, cost_environments
@@ -26,16 +26,22 @@ class SummaryContext:
     comparisons: dict[str, ScoreComparison]
     envs: CostEnvironments
     computed: dict[str, list] | None = None  # source -> one value per model, computed by the caller (diagnosis)
+    deploy_key: str = ""  # the headline's CPU latency (report/deploy.py): the CPU-latency front is drawn there
 
 
 def _pareto(ctx: SummaryContext) -> list[str]:
     """The costs on whose mIoU front each model lies (significance-aware when mIoU was compared: off
     only when another is significantly better and its cost interval does not lie above this one's)."""
     miou = np.array([m.get("eval", "miou") for m in ctx.metrics])
-    better = ctx.comparisons["miou"].better if "miou" in ctx.comparisons else None
-    fronts = {axis.short: pareto_front(miou, np.array([m.get(axis.part, axis.column) for m in ctx.metrics]), better,
-                                       *cost_intervals(ctx.metrics, axis.part, axis.column))
-              for axis in AXES}
+    result = ctx.comparisons.get("miou")
+    if result is not None and min(result.seeds) < 2:
+        return [NEEDS_SEEDS] * len(ctx.metrics)
+    better = result.better if result is not None else None
+    fronts = {}
+    for axis in AXES:
+        key = ctx.deploy_key if axis.name == "latency_cpu" and ctx.deploy_key else axis.column
+        fronts[axis.short] = pareto_front(miou, np.array([m.get(axis.part, key) for m in ctx.metrics]), better,
+                                          cost_tests(ctx.metrics, axis.part, key))
     return [", ".join(short for short, on in fronts.items() if on[i]) for i in range(len(ctx.metrics))]
 
 
@@ -73,11 +79,12 @@ SOURCES: dict[str, Callable[[SummaryContext], list]] = {
 
 
 def summary_table(metrics: list[ModelMetrics], comparisons: dict[str, ScoreComparison] | None = None,
-                  columns: Sequence[Column] = SUMMARY, computed: dict[str, list] | None = None) -> pd.DataFrame:
+                  columns: Sequence[Column] = SUMMARY, computed: dict[str, list] | None = None,
+                  deploy_key: str = "") -> pd.DataFrame:
     """One row per model, sorted by mIoU (best first, missing last), one column (and its companions)
     per entry of `columns` that applies; `pareto` names the fronts it is on (significance-aware when
     `comparisons` has mIoU); `seeds`: how many seeds the means cover."""
-    ctx = SummaryContext(metrics, comparisons or {}, cost_environments(metrics), computed or {})
+    ctx = SummaryContext(metrics, comparisons or {}, cost_environments(metrics), computed or {}, deploy_key)
     data: dict[str, list] = {"model": [m.name for m in metrics]}
     for column in columns:
         data.update(column_values(column, ctx))

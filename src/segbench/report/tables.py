@@ -24,7 +24,7 @@ from ..keys import (
 )
 from ..stats import mean_of
 from .equal_time import best_so_far, time_table
-from .pareto import cost_intervals, pareto_front
+from .pareto import cost_tests, pareto_front
 from .spec import DEPTH_COSTS, CostAxis
 from .view import CostEnvironments, ModelMetrics, ReportInputs, cost_environments, learned, read_train_log
 
@@ -91,7 +91,7 @@ def tradeoff_table(metrics: list[ModelMetrics], axis: CostAxis, better: np.ndarr
             "miou_ci95_high": [m.interval("eval", "miou")[1] for m in metrics],
         })
         frame["pareto"] = pareto_front(frame["miou"].to_numpy(), frame[axis.column].to_numpy(), better,
-                                       *cost_intervals(metrics, axis.part, key))
+                                       cost_tests(metrics, axis.part, key))
         frame["converged"] = [m.converged() for m in metrics]
         frame["env"] = [envs.ids.get((m.name, axis.timing), "") if axis.timing else "" for m in metrics]
         frame["flag"] = [timing_flag(m, axis.timing, envs) for m in metrics]
@@ -124,7 +124,7 @@ def depth_tradeoff_table(metrics: list[ModelMetrics], comparison: ScoreCompariso
                               "cost": [m.get(part, key) for m in depth_models],
                               "depth_rmse": [m.get("eval", "depth_rmse") for m in depth_models]})
         frame["pareto"] = pareto_front(-frame["depth_rmse"].to_numpy(), frame["cost"].to_numpy(), better,
-                                       *cost_intervals(depth_models, part, key))
+                                       cost_tests(depth_models, part, key))
         frame["mean_baseline"] = [m.get("eval", "depth_rmse_mean_baseline") for m in depth_models]
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)[columns]
