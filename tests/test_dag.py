@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from segbench import paths
+from segbench.models import code
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
@@ -110,39 +111,14 @@ def test_plot_matches_paths():
 
 # --- deps: exactly the modules a stage imports ---------------------------------------------------------
 
-# A model family's module is imported by name (importlib, segbench.models.registry) on its first build:
-# a stage whose code calls build_model depends on every module of the models package (a folder dep).
-# Params validation's batch-size probe (segbench.models.batch_norm_problem, batch size 1 only) builds a
-# model too, but it can only refuse the params, never change a stage's outputs: not counted.
+# A model's architecture is loaded by name (segbench.models.registry: archs/<arch>.py and the module it
+# names), which no import statement shows: a stage that builds models depends on its model's code
+# manifest (data/model_code/<model>.json, stage model_code) instead, whose files are that architecture's
+# closure (segbench.models.code); stage model_code depends on every architecture's files. Params
+# validation loads the declarations of the architectures params name, and its batch-size probe
+# (segbench.models.batch_norm_problem, batch size 1 only) builds a model: both can only refuse the
+# params, never change a stage's outputs, so neither is counted.
 BUILDS_MODELS = "build_model"
-
-
-def module_file(name: str) -> Path | None:
-    base = SRC.joinpath(*name.split("."))
-    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
-
-
-def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
-    """Every node of a module except what sits under `if TYPE_CHECKING:` (imports for annotations only,
-    never run)."""
-    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-               for body in node.body for n in ast.walk(body)}
-    return [node for node in ast.walk(tree) if id(node) not in skipped]
-
-
-def imported(nodes, package: str) -> set[str]:
-    """segbench modules that import statements among nodes load (with their packages' __init__s)."""
-    names = set()
-    for node in nodes:
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
-            module = ".".join(filter(None, [base, node.module]))
-            names |= {module} | {f"{module}.{alias.name}" for alias in node.names}  # `from . import x`
-    parts = [name.split(".") for name in names]
-    found = {".".join(p[:i]) for p in parts for i in range(1, len(p) + 1)}
-    return {name for name in found if name.split(".")[0] == "segbench" and module_file(name)}
 
 
 def builds_models(nodes) -> bool:
@@ -150,25 +126,23 @@ def builds_models(nodes) -> bool:
                for n in nodes)
 
 
-def package_modules(package: str) -> set[str]:
-    folder = module_file(package).parent
-    return {".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__") for p in folder.rglob("*.py")}
+def closure_names(script: Path) -> set[str]:
+    return code.import_closure(code.imported(ast.walk(ast.parse(script.read_text())), ""))
 
 
 def import_closure(script: Path) -> set[str]:
-    """Repository-relative files that running stage script `script` loads from src/segbench (lazy
-    imports inside functions included: some call of the stage may run them)."""
-    todo, seen = list(imported(ast.walk(ast.parse(script.read_text())), "")), set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        path = module_file(name)
-        nodes = runtime_nodes(ast.parse(path.read_text()))
-        todo += imported(nodes, name if path.name == "__init__.py" else name.rpartition(".")[0])
-        todo += package_modules("segbench.models") if builds_models(nodes) and name != "segbench.models" else []
-    return {module_file(name).relative_to(REPO).as_posix() for name in seen}
+    """Repository-relative files that running stage script `script` loads from src/segbench through
+    import statements (lazy imports inside functions included: some call of the stage may run them)."""
+    return {code.module_file(name).relative_to(REPO).as_posix() for name in closure_names(script)}
+
+
+def stage_builds_models(script: Path) -> bool:
+    return any(builds_models(code.runtime_nodes(ast.parse(code.module_file(name).read_text())))
+               for name in closure_names(script) if name != "segbench.models")
+
+
+def every_arch_file() -> set[str]:
+    return {f"src/{name}" for arch in code.declared_archs() for name in code.arch_files(arch)}
 
 
 def code_deps(spec: dict) -> set[str]:
@@ -189,8 +163,27 @@ def dep_gaps(name: str) -> tuple[list[str], list[str]]:
     spec = stage(name)
     script = spec["cmd"].split()[1]  # python stages/<x>.py [model [seed]]
     loaded = import_closure(REPO / script) | {script}
+    if name == "model_code":  # it reads (hashes) every architecture's files
+        loaded |= every_arch_file()
     named = expand(code_deps(spec))
     return sorted(loaded - named), sorted(named - loaded)
+
+
+def test_a_stage_that_builds_models_depends_on_its_models_code_manifest():
+    manifest = paths.model_code_path(MODEL).as_posix()
+    builders = {name for name in STAGES if stage_builds_models(REPO / stage(name)["cmd"].split()[1])}
+    assert builders == {"train", "evaluate", "profile"}, builders
+    for name in STAGES:
+        assert (manifest in declared(stage(name), "deps")) == (name in builders), name
+    assert declared(stage("model_code"), "outs") == posix(paths.MODEL_CODE_DIR)
+
+
+def test_a_manifest_names_exactly_its_architectures_closure():
+    files = set(code.arch_files("deeplabv3"))
+    assert {"segbench/models/archs/deeplabv3.py", "segbench/models/deeplabv3.py", "segbench/models/backbones.py"} <= files
+    assert not {"segbench/models/unet.py", "segbench/models/archs/unet.py", "segbench/models/prior.py"} & files
+    assert "segbench/models/multitask.py" in code.arch_files("unet")  # through unet.py's depth branch
+    assert set(code.code_manifest("unet")) == set(code.arch_files("unet"))
 
 
 def test_code_deps_are_exactly_the_modules_each_stage_imports():
@@ -212,13 +205,14 @@ def test_the_closure_sees_lazy_imports_and_skips_annotation_only_ones(tmp_path):
     script.write_text("from segbench.commands import evaluate\n")
     loaded = import_closure(script)
     assert "src/segbench/evaluate.py" in loaded  # imported inside run()
-    assert "src/segbench/models/unet.py" in loaded  # loaded by name through the model registry
+    assert "src/segbench/models/unet.py" not in loaded  # loaded by name: its manifest carries it
+    assert "segbench/models/unet.py" in code.arch_files("unet")
     script.write_text("from segbench.commands import aggregate\n")
     assert "src/segbench/evaluate.py" not in import_closure(script)  # model_figures names it for type checking only
 
 
 @pytest.mark.parametrize("deps, files", [
-    ({"src/segbench/models"}, {"src/segbench/models/unet.py", "src/segbench/models/options.py"}),
+    ({"src/segbench/models"}, {"src/segbench/models/unet.py", "src/segbench/models/archs/unet.py"}),
     ({"src/segbench/io.py"}, {"src/segbench/io.py"}),
 ])
 def test_a_folder_dep_names_every_module_below_it(deps, files):
@@ -231,7 +225,7 @@ def explicit_imports(name: str) -> set[str]:
     """segbench modules that module `name` names in an import statement, anywhere in the file
     (function-level imports included: a lazy import that closes a cycle is still a cycle). A
     package's __init__ is an edge only where it is named itself, not as the parent of a submodule."""
-    path = module_file(name)
+    path = code.module_file(name)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -302,7 +296,7 @@ def third_party(name: str) -> set[str]:
     """Top-level packages outside the standard library and segbench that module `name` imports anywhere."""
     import sys
 
-    tree = ast.parse(module_file(name).read_text())
+    tree = ast.parse(code.module_file(name).read_text())
     roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     roots |= {node.module.split(".")[0] for node in ast.walk(tree)
               if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module}

@@ -2,7 +2,7 @@
 
 `fingerprint()` is the environment every metrics file records under "env": the CPU model and
 the instruction-set features that change PyTorch's speed (AVX2, AVX-512, AVX-512-BF16, AMX),
-core counts, the Python / torch / torchvision / numpy / CUDA versions and the GPU. Its `id` is a
+core counts, the Python / torch / torchvision / numpy / ONNX Runtime / CUDA versions and the GPU. Its `id` is a
 short hash of those fields: two timings are comparable only when their ids are equal.
 
 How busy the machine was is segbench.contention's.
@@ -34,7 +34,7 @@ SPEED_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx51
                   "amx_int8", "avx_vnni")
 # The fingerprint fields that decide whether two timings are comparable (the id hashes them).
 TIMING_FIELDS = ("cpu", "cpu_features", "logical_cores", "usable_cores", "python", "torch", "torchvision", "numpy",
-                 "cuda", "gpu")
+                 "onnxruntime", "cuda", "gpu")
 
 
 # --- the fingerprint -------------------------------------------------------------------------------
@@ -134,12 +134,20 @@ def fingerprint() -> dict[str, Any]:
         "torch": torch_version,
         "torchvision": _package_version("torchvision")[0],
         "numpy": _distribution_version("numpy"),
+        "onnxruntime": _distribution_version("onnxruntime"),  # a profile backend
         "cuda": cuda,
         "gpu": _gpu_name(),
         "os": f"{platform.system()} {platform.release()}",
     }
     env["id"] = environment_id(env)
     return env
+
+
+def timing_fingerprint() -> dict[str, Any]:
+    """The fingerprint's TIMING_FIELDS and id only: what stage `environment` records. The kernel
+    release and the physical core count are left out, so a kernel update re-profiles nothing."""
+    env = fingerprint()
+    return {**{k: env[k] for k in TIMING_FIELDS}, "id": env["id"]}
 
 
 def environment_id(env: dict[str, Any]) -> str:

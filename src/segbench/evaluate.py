@@ -19,7 +19,7 @@ from .data.dataset import load_manifest
 from .environment import fingerprint
 from .errors import DataError
 from .metrics import ConfusionMatrix, PerImageCounts
-from .models.options import PriorOptions
+from .models.archs.prior_baseline import PriorOptions
 from .models.prior import PriorBaseline
 from .runtime import resolve_device
 from .samples import PredictionSamples

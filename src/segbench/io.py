@@ -101,6 +101,16 @@ def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
             np.savez_compressed(fh, **{name: np.asarray(value) for name, value in arrays.items()})
 
 
+def smallest_exact(array: Any) -> np.ndarray:
+    """An integer array in the smallest integer dtype that holds each of its values exactly (counts of
+    pixels: uint16 for 64x64 images), others unchanged. What git stores per seed shrinks; readers
+    widen before any arithmetic (uint16 sums would wrap)."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "iu" or array.size == 0:
+        return array
+    return array.astype(np.result_type(np.min_scalar_type(array.min()), np.min_scalar_type(array.max())))
+
+
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every array of an .npz file, read in full; a missing or unreadable file is one DataError line."""
     import zipfile

@@ -14,6 +14,12 @@ PROCESSED_DIR = Path("data/processed")
 CHECKPOINT_DIR = Path("data/checkpoints")
 METRICS_DIR = Path("metrics")
 PLOTS_DIR = Path("plots")
+# The machine and software this run measures on (stage `environment`, segbench.environment): the
+# profile stages depend on it, so a new machine re-profiles and the same one does not. In git.
+ENVIRONMENT_PATH = METRICS_DIR / "environment.json"
+# One file per model naming its code and the code's hashes (stage `model_code`, segbench.models.code):
+# a model's stages depend on its own file, so an edit to one architecture re-runs its models only.
+MODEL_CODE_DIR = Path("data/model_code")
 
 METRIC_PARTS = ("train", "eval", "profile")  # metrics/<model>/<part>.json, one per per-model stage
 
@@ -63,6 +69,11 @@ def samples_path(model: str, seed: int, metrics_dir: Path = METRICS_DIR) -> Path
 
 
 # --- per model (aggregate@<model>, profile@<model>) -----------------------------------------------
+
+def model_code_path(model: str) -> Path:
+    """The files a model is built from and their SHA-256 (train, evaluate and profile depend on it)."""
+    return MODEL_CODE_DIR / f"{model}.json"
+
 
 def metrics_path(model: str, part: str, metrics_dir: Path = METRICS_DIR) -> Path:
     """metrics/<model>/<part>.json: train and eval summarise the seeds (aggregate), profile is once per model."""

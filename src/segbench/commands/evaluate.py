@@ -14,7 +14,7 @@ add_arguments = add_model_seed_arguments
 
 def run(args: argparse.Namespace) -> None:
     from ..evaluate import evaluate_checkpoint
-    from ..io import save_npz, write_json
+    from ..io import save_npz, smallest_exact, write_json
 
     params = load_params(args)
     params.model(args.model)
@@ -23,8 +23,10 @@ def run(args: argparse.Namespace) -> None:
     result = evaluate_checkpoint(paths.checkpoint_path(args.model, seed), paths.PROCESSED_DIR, cfg.split, cfg.batch_size,
                                  params.train.device, samples=cfg.samples, ap_bins=cfg.ap_bins,
                                  train_subset=cfg.train_subset)
-    save_npz(paths.per_image_path(args.model, seed), confusion=result.confusion.matrix.numpy(),
-             class_names=result.class_names, **result.per_image)
+    # In git beside eval.json (a few KB a seed): `segbench diff` on a fresh clone resamples them.
+    per_image = {name: smallest_exact(value) for name, value in result.per_image.items()}
+    save_npz(paths.per_image_path(args.model, seed), confusion=smallest_exact(result.confusion.matrix.numpy()),
+             class_names=result.class_names, **per_image)
     save_npz(paths.samples_path(args.model, seed), **result.samples.arrays())  # aggregate draws every seed's
     write_json(paths.seed_metrics_path(args.model, seed, "eval"), result.report)
     report = result.report

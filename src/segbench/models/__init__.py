@@ -3,9 +3,10 @@
     build_model("unet", num_classes=6, base_channels=16)
     build_model("unet", num_classes=6, task="seg_depth", depth_decoder="shared")
 
-Adding an architecture is one module that calls `registry.register_model`, plus its options
-dataclass and one `declare_model` line in `options` (torch-free: validating params imports no
-torch; the module is imported on the first build). Every model maps (N, 3, H, W) images, any H and W, to named outputs (a dict, as
+Adding an architecture is one module that calls `registry.register_model`, plus its torch-free
+declaration `archs/<arch>.py` (its options dataclass and one `declare_model` line): validating
+params imports no torch and only the declarations of the architectures params name; the
+building module is imported on the first build. Every model maps (N, 3, H, W) images, any H and W, to named outputs (a dict, as
 torchvision's segmentation models return): `{"out": N x num_classes x H x W logits}`.
 
 Under `task: seg_depth` (architectures registered with that task: `archs_for("seg_depth")`) the dict
@@ -18,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..schema import to_dict
-from .options import DEPTH_DECODERS  # noqa: F401  (importing options declares every built-in architecture)
 from .registry import MODELS, ModelEntry, archs_for, builder, check_task, parse_model_options, register_model  # noqa: F401
 
 if TYPE_CHECKING:

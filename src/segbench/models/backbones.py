@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import Registry
-from .options import BACKBONE_STRIDES
+from .archs.deeplabv3 import BACKBONE_STRIDES
 
 
 def torchvision_models():
@@ -95,7 +95,7 @@ class BackboneEntry:
     extract: Callable[[nn.Module, int], tuple[nn.Module, int]]
 
 
-# The names and the output strides each supports are declared in options.BACKBONE_STRIDES.
+# The names and the output strides each supports are declared in archs/deeplabv3.py (BACKBONE_STRIDES).
 BACKBONES: Registry[BackboneEntry] = Registry("backbone")
 BACKBONES.add("resnet18", BackboneEntry("ResNet18_Weights.IMAGENET1K_V1", _resnet))
 BACKBONES.add("resnet50", BackboneEntry("ResNet50_Weights.IMAGENET1K_V1", _resnet))

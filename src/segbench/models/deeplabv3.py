@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .archs.deeplabv3 import DeepLabV3Options
 from .backbones import build_backbone
-from .options import DeepLabV3Options
 from .registry import register_model
 
 

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .archs.enet import ENetOptions
 from .common import pad_to_multiple
-from .options import ENetOptions
 from .registry import register_model
 
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .archs.esnet import ESNetOptions
 from .common import pad_to_multiple
-from .options import ESNetOptions
 from .registry import register_model
 
 

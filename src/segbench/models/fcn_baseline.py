@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .archs.fcn_baseline import BaseConvOptions
 from .common import pad_to_multiple
-from .options import BaseConvOptions
 from .registry import register_model
 from .unet import DoubleConv
 

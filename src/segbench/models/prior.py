@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DataError
-from .options import PriorOptions
+from .archs.prior_baseline import PriorOptions
 from .registry import register_model
 
 

@@ -6,9 +6,12 @@ it returns maps (N, 3, H, W) images to named outputs, `{"out": N x C x H x W log
 for task seg_depth, `"depth": N x 1 x H x W` metres (torchvision's segmentation models use the
 same dict).
 
-Built-in architectures are *declared* in `options` (name, options, tasks and the module that
-builds them: no torch), and their module is imported on the first build, where
-`register_model` attaches the builder. An architecture defined at run time (a plugin, a test)
+Built-in architectures are *declared* one per file, `archs/<arch>.py` (name, options, tasks
+and the module that builds them: no torch). A declaration is imported by name when an
+architecture is first looked up, and its building module on the first build, where
+`register_model` attaches the builder: validating params that name unet reads archs/unet.py
+and no other architecture's file, so a new or edited architecture touches only the models
+built from it (DVC stage `model_code`). An architecture defined at run time (a plugin, a test)
 calls `register_model` with its options and is declared and built at once. Nothing here
 imports a model module, torch, the config or the task objects (only the tasks' torch-free
 declarations in segbench.catalog).
@@ -16,6 +19,8 @@ declarations in segbench.catalog).
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import pkgutil
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -35,12 +40,43 @@ class ModelEntry:
     module: Optional[str] = None  # a declared architecture's building module, relative to segbench.models
 
 
-MODELS: Registry[ModelEntry] = Registry("model arch")
+DECLARATIONS = f"{__package__}.archs"  # the package of archs/<arch>.py
+
+
+def declared_archs() -> list[str]:
+    """The architectures archs/ declares, from its file names (nothing imported)."""
+    spec = importlib.util.find_spec(DECLARATIONS)
+    return [m.name for m in pkgutil.iter_modules(spec.submodule_search_locations) if not m.name.startswith("_")]
+
+
+class ModelRegistry(Registry[ModelEntry]):
+    """A registry whose built-in entries load on first lookup: `get("unet")` imports archs/unet.py,
+    which declares it; names() lists every architecture, declared or registered at run time."""
+
+    def _load(self, name: object) -> None:
+        if isinstance(name, str) and name not in self._items and name in declared_archs():
+            importlib.import_module(f"{DECLARATIONS}.{name}")
+            if name not in self._items:
+                raise RuntimeError(f"model arch {name!r}: {DECLARATIONS}.{name} declares no architecture of that name")
+
+    def names(self) -> list[str]:
+        return sorted(set(self._items) | set(declared_archs()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items or name in declared_archs()
+
+    def get(self, name: str, where: str = "") -> ModelEntry:
+        self._load(name)
+        return super().get(name, where)
+
+
+MODELS = ModelRegistry("model arch")
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 
 
 def declare_model(name: str, options: type, module: str, tasks: tuple[str, ...] = SEGMENTATION) -> None:
-    """Declare a built-in architecture without importing the module that builds it."""
+    """Declare a built-in architecture without importing the module that builds it (archs/<name>.py
+    calls this; `module` is relative to segbench.models)."""
     MODELS.add(name, ModelEntry(build=None, options=options, tasks=tuple(tasks), module=module))
 
 
@@ -50,7 +86,7 @@ def register_model(name: str, options: type, tasks: tuple[str, ...] = SEGMENTATI
     architecture must be registered with the options and tasks it was declared with."""
 
     def add(build: Callable[..., Any]) -> Callable[..., Any]:
-        if name in MODELS and MODELS.get(name).build is None:
+        if name in MODELS and MODELS.get(name).build is None:  # a declared built-in (loaded by the get)
             declared = MODELS.get(name)
             if declared.options is not options or declared.tasks != tuple(tasks):
                 raise RuntimeError(f"model arch {name!r}: registered with options {options.__name__} and tasks "
@@ -78,15 +114,13 @@ def builder(arch: str) -> Callable[..., Any]:
 
 
 def known_tasks() -> list[str]:
-    """Every task some registered architecture can be built for, in registration order."""
-    names: dict[str, None] = {}
-    for arch in MODELS.names():
-        names.update(dict.fromkeys(MODELS.get(arch).tasks))
-    return sorted(names, key=lambda t: (t != "segmentation", t))
+    """Every task an architecture may be built for (segbench.catalog's): reading each declaration
+    to find out would make validating params read every architecture's file."""
+    return sorted(TASKS, key=lambda t: (t != "segmentation", t))
 
 
 def archs_for(task: str) -> list[str]:
-    """Architectures that can be built for `task`."""
+    """Architectures that can be built for `task` (reads every declaration: for error messages)."""
     return [name for name in MODELS.names() if task in MODELS.get(name).tasks]
 
 

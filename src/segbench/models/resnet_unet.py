@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .archs.resnet_unet import ResNetUNetOptions
 from .backbones import load_local_weights, torchvision_models
 from .multitask import depth_branch
-from .options import ResNetUNetOptions
 from .registry import register_model
 
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
-# encoder option (options.RESNET_UNET_ENCODERS) -> (torchvision.models constructor, ImageNet weights for `pretrained`)
+# encoder option (archs/resnet_unet.py: ENCODERS) -> (torchvision.models constructor, ImageNet weights for `pretrained`)
 ENCODERS = {
     "resnet18": ("resnet18", "ResNet18_Weights.IMAGENET1K_V1"),
     "resnet34": ("resnet34", "ResNet34_Weights.IMAGENET1K_V1"),

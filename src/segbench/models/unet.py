@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .archs.unet import UNetOptions
 from .common import UpPath
 from .multitask import depth_branch
-from .options import UNetOptions
 from .registry import register_model
 
 

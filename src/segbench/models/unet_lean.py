@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .archs.unet_lean import LeanUNetOptions
 from .common import UpPath
 from .multitask import depth_branch
-from .options import LeanUNetOptions
 from .registry import register_model
 
 
