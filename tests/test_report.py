@@ -531,3 +531,16 @@ def test_the_report_diagnoses_a_collapsed_seed_and_compares_at_equal_training_ti
     assert "At equal training time (10 s, the shortest training time among learned models): small" in md
     curves = pd.read_csv(tmp_path / "plots/val_miou_vs_train_time.csv")
     assert set(curves["model"]) == {"big", "small"} and (tmp_path / "plots/val_miou_vs_train_time.png").is_file()
+
+
+def test_cli_help_and_a_mistyped_model(capsys, tmp_path, monkeypatch):
+    for command in ("aggregate", "generate"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert "%%" not in out
+    assert "images in the test split" in out and "image height and width" in out  # generate's options say what they do
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "models": {"unet_aug": {"arch": "unet"}}}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["aggregate", "unet_agg"]) == 2
+    assert "no model named 'unet_agg' (did you mean 'unet_aug'?)" in capsys.readouterr().err

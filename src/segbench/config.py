@@ -10,6 +10,7 @@ this module parses `models:` and checks what spans sections.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,9 @@ class Params:
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
-            raise ConfigError(f"{self.source}: models: no model named {name!r}; defined: {', '.join(self.models)}")
+            close = difflib.get_close_matches(name, list(self.models), n=1)  # `unet_agg`: did you mean unet_aug
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{self.source}: models: no model named {name!r}{hint}; defined: {', '.join(self.models)}")
         return self.models[name]
 
     def seed_of(self, text: str | int) -> int:

@@ -5,7 +5,7 @@ import argparse
 
 from .common import add_model_argument, load_params
 
-HELP = "stage: summarise one model's seeds (mean, sd, 95%% CI)"
+HELP = "stage: summarise one model's seeds (mean, sd, 95 percent CI)"  # no "%": argparse formats `help` and not `description`
 
 
 add_arguments = add_model_argument
