@@ -16,20 +16,17 @@ LOCK_NAME = "segbench-cluster.lock"
 
 
 def should_run(stage, force: bool, upstream: list) -> bool:
-    from dvc.repo import lock_repo
-
     if force:
         return True
-    with lock_repo(stage.repo):
+    with dvc_section(stage.repo):
         return stage.changed(False, upstream)  # what Stage.reproduce asks before running
 
 
 def restore_from_run_cache(stage) -> bool:
     """`dvc repro` checks outs out of the run cache instead of running a stage it has seen (run_stage)."""
-    from dvc.repo import lock_repo
     from dvc.stage.cache import RunCacheNotFoundError
 
-    with lock_repo(stage.repo), _no_interrupt():
+    with dvc_section(stage.repo):
         try:
             stage.repo.stage_cache.restore(stage)
         except RunCacheNotFoundError:
@@ -40,18 +37,14 @@ def restore_from_run_cache(stage) -> bool:
 
 def prepare(stage) -> None:
     """Stage.run's first step: the outs go before the command runs (persist ones are unprotected)."""
-    from dvc.repo import lock_repo
-
-    with lock_repo(stage.repo):
+    with dvc_section(stage.repo):
         stage.remove_outs(ignore_remove=False, force=False)
         stage.save_deps()
 
 
 def record(stage) -> None:
     """A finished stage into the cache and dvc.lock: Stage.run's last steps, then _reproduce_stage's dump."""
-    from dvc.repo import lock_repo
-
-    with lock_repo(stage.repo), _no_interrupt():
+    with dvc_section(stage.repo):
         _save_commit_dump(stage)
 
 
@@ -64,15 +57,22 @@ def _save_commit_dump(stage) -> None:
 
 def discard(stage) -> None:
     """Partial outs of a cancelled stage: gone, as if it never ran."""
-    from dvc.repo import lock_repo
-
-    with lock_repo(stage.repo):
+    with dvc_section(stage.repo):
         stage.remove_outs(ignore_remove=False, force=False)
 
 
 @contextlib.contextmanager
+def dvc_section(repo):
+    """DVC's repository lock, as `dvc repro` holds it outside stage commands; Ctrl-C waits until the
+    section ends, so dvc.lock, the cache and DVC's rwlock file are never left half-written."""
+    from dvc.repo import lock_repo
+
+    with _no_interrupt(), lock_repo(repo):
+        yield
+
+
+@contextlib.contextmanager
 def _no_interrupt():
-    """Ctrl-C waits until the lock entry is written: dvc.lock is never left half-written."""
     caught: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:

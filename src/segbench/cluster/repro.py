@@ -9,7 +9,7 @@ RETRIES = 2  # a stage whose worker dies runs again this many times, then the ru
 
 
 def cluster_repro(root: str, targets: list[str], force: bool = False, dry: bool = False, downstream: bool = False,
-                  workers: int = 0, scheduler: str | None = None, say=print):
+                  workers: int = 0, scheduler: str | None = None, connect_timeout_s: float = 10.0, say=print):
     """Plan with DVC, run on Dask, record in dvc.lock. Returns the Outcome; raises ClusterError."""
     from .coordinator import Coordinator
     from .plan import build_plan, open_repo
@@ -26,7 +26,7 @@ def cluster_repro(root: str, targets: list[str], force: bool = False, dry: bool 
     with coordinator_lock(root):
         from .connect import connect
 
-        client = connect(workers or os.cpu_count() or 1, scheduler, RETRIES)
+        client = connect(workers or os.cpu_count() or 1, scheduler, RETRIES, connect_timeout_s)
         try:
             return Coordinator(client, plan, root, force=force, say=say).run()
         finally:

@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--workers", type=int, default=0, metavar="N",
                        help="a local cluster with N stage slots (default: one per core)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler (tcp://host:8786)")
+    parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                        help="give up on an unreachable scheduler, or one without workers, after S seconds (default 10)")
     parser.add_argument("--root", default=".", help="the DVC project (default: the current directory)")
 
 
@@ -29,7 +31,8 @@ def run(args: argparse.Namespace) -> None:
     if args.workers < 0:
         raise SegbenchError(f"--workers {args.workers}: give a positive number of stage slots")
     outcome = cluster_repro(args.root, args.targets, force=args.force, dry=args.dry, downstream=args.downstream,
-                            workers=args.workers, scheduler=args.scheduler)
+                            workers=args.workers, scheduler=args.scheduler,
+                            connect_timeout_s=args.connect_timeout)
     if outcome is None:
         return
     print(summary(outcome))
