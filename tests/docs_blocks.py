@@ -125,13 +125,26 @@ def git_env(work: Path | None = None) -> dict[str, str]:
                 GIT_COMMITTER_NAME="docs", GIT_COMMITTER_EMAIL="docs@example.org")
 
 
-def _shrink(block: Block, work: Path) -> None:
-    """Reduced size: params.yaml and every params/*.yaml the block names go through shrink_params."""
+def _shrink(block: Block, work: Path, keep: frozenset[str] = frozenset()) -> None:
+    """Reduced size: params.yaml and every params/*.yaml the block names go through shrink_params,
+    then keep only the first model and those the page names (`keep`): a page shows a workflow, and
+    every model of every shipped params file runs in the params-file tests."""
+    from dvc.utils.serialize import modify_yaml
     from reduced import shrink_params  # tests/reduced.py: the one definition of "reduced size"
 
     for name in {"params.yaml", *PARAMS_FILE_RE.findall(block.text)}:
         if (work / name).is_file():
             shrink_params(work / name)
+            with modify_yaml(work / name) as params:
+                for model in list(params.get("models") or {})[1:]:
+                    if model not in keep:
+                        del params["models"][model]
+
+
+def named_models(blocks: list[Block]) -> frozenset[str]:
+    """Words of a page's shell blocks that run, which may name a model (models.unet..., wider-unet)."""
+    shell = [block.text for block in blocks if block.lang in SHELL and block.skip_reason is None and not block.file]
+    return frozenset(re.findall(r"[A-Za-z_]\w*", "\n".join(shell)))
 
 
 def _fail(block: Block, what: str, proc: subprocess.CompletedProcess) -> BlockFailed:
@@ -139,7 +152,8 @@ def _fail(block: Block, what: str, proc: subprocess.CompletedProcess) -> BlockFa
     return BlockFailed(f"{block.where}: {what} exited {proc.returncode}\n{textwrap.indent(out[-TAIL:], '  ')}")
 
 
-def run_block(block: Block, work: Path, timeout: float = 600, shrink: bool = True) -> None:
+def run_block(block: Block, work: Path, timeout: float = 600, shrink: bool = True,
+              keep: frozenset[str] = frozenset()) -> None:
     env = git_env(work)
     if block.file:
         target = work / block.file
@@ -159,7 +173,7 @@ def run_block(block: Block, work: Path, timeout: float = 600, shrink: bool = Tru
             raise BlockFailed(f"{block.where}: YAML does not parse: {exc}") from None
         return
     if shrink:
-        _shrink(block, work)
+        _shrink(block, work, keep)
     cmd = ["bash", "-e", "-o", "pipefail", "-c", block.text] if block.lang in SHELL else [sys.executable, "-c", block.text]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode:
@@ -168,9 +182,9 @@ def run_block(block: Block, work: Path, timeout: float = 600, shrink: bool = Tru
 
 def run_page(blocks: list[Block], work: Path, shrink: bool = True) -> int:
     """Run a page's unmarked blocks in order in `work`; the number run."""
-    ran = 0
+    ran, keep = 0, named_models(blocks)
     for block in blocks:
         if block.skip_reason is None:
-            run_block(block, work, shrink=shrink)
+            run_block(block, work, shrink=shrink, keep=keep)
             ran += 1
     return ran

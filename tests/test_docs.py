@@ -58,7 +58,7 @@ def test_runner_fails_on_a_failing_block(tmp_path: Path) -> None:
                     "```bash\nexit 3\n```\n\n```bash\ncat one.txt\necho boom >&2\nfalse\n```\n")
     blocks = collect(page)
     assert [b.skip_reason for b in blocks] == [None, "a cluster", None]
-    with pytest.raises(BlockFailed, match=r"page\.md:14: bash block exited 1\n(.|\n)*one(.|\n)*boom"):
+    with pytest.raises(BlockFailed, match=r"page\.md:13: bash block exited 1\n(.|\n)*one(.|\n)*boom"):
         run_page(blocks, tmp_path, shrink=False)
 
 
@@ -69,3 +69,16 @@ def test_runner_checks_params_files(tmp_path: Path) -> None:
     with pytest.raises(BlockFailed, match=r"page\.md:2: `segbench --params params/bad.yaml check` exited"):
         run_page(collect(page), tmp_path, shrink=False)
     assert (tmp_path / "params" / "bad.yaml").read_text().startswith("seed: 0")
+
+
+def test_cli_page_covers_every_command() -> None:
+    """docs/cli.md has a line for every command `segbench --help` lists (a new command needs its docs)."""
+    import argparse
+
+    from segbench.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    page = (REPO / "docs" / "cli.md").read_text()
+    missing = [name for name in commands if f"segbench {name}" not in page]
+    assert not missing, f"docs/cli.md does not document: {missing}"
