@@ -67,9 +67,18 @@ class PerImageReader:
             with fs.open(path, mode="rb") as fh:
                 return fh.read(), ""
         except FileNotFoundError:
-            return None, "is in neither the DVC cache nor a remote (dvc fetch / dvc pull it there)"
+            return None, self._not_found()
         except Exception as exc:  # a remote that cannot be reached, a DVC error: fall back, saying why
             return None, f"could not be read through DVC ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+
+    def _not_found(self) -> str:
+        """What will work on this clone: `dvc pull` only where a remote is configured (`dvc remote list`)."""
+        if _remotes(self.root):
+            return ("is in neither git nor the local DVC cache: `dvc fetch --all-commits` gets every revision's "
+                    "from the remote, then re-run segbench diff")
+        return ("is in neither git nor the DVC cache, and no DVC remote is configured (`dvc remote list` is empty): "
+                "this clone cannot get it, so the per-seed values in git are compared (Welch); runs from now on keep "
+                "the per-image files in git, so diffs between revisions made from now on are paired and exact")
 
     def _dvc_fs(self):
         if self._fs is None and self._fs_error is None:
@@ -90,3 +99,14 @@ def _stack(per_seed: list[dict[str, np.ndarray]], model: str, revision: Revision
         if len({d[name].shape for d in per_seed}) > 1:
             return PerImage(None, f"{revision.label}: {model}'s seeds were evaluated on different images ({name} shapes differ)")
     return PerImage({n: np.stack([d[n] for d in per_seed]).astype(np.float64) for n in names})
+
+
+def _remotes(root: Path) -> list[str]:
+    """The DVC remotes configured for the repository at root (the `dvc remote list` names); [] when none or unreadable."""
+    try:
+        from dvc.repo import Repo
+
+        with Repo(str(root)) as repo:
+            return list(repo.config.get("remote", {}))
+    except Exception:  # not a DVC project or an unreadable config: no remote to advise
+        return []

@@ -5,19 +5,30 @@
   from one environment (segbench.environment's fingerprint: CPU and its features, cores, library
   versions, GPU), with the same precision, threads and input size, on a quiet machine; otherwise
   the row is "not comparable" and names the fields that differ.
-- Training time and training memory: the Welch interval over the seeds. Latency: each median's
-  recorded 95% interval over the profiling rounds (`<prefix>_ci95_low_ms` / `_high_ms`; older
-  metrics: `<prefix>_median_rel_ci`); the two are the same cost when their intervals overlap (the
-  rule the summary uses between models: the rounds cover the spread between processes, not the drift
-  between two profile runs minutes or days apart, so the stricter combined interval would call that
-  drift a change). Throughput borrows the interval of the latency at its setting.
+- Timings (training time, time per epoch, latency, throughput) from the same environment: identical
+  when bit-identical (one run), otherwise "not comparable (another run)" with the ratio B / A. Their
+  intervals (over profiling rounds, over seeds) cover one run's noise, not the drift between two runs
+  on shared machines: a re-run of one commit in the same environment measured all 36 latencies lower
+  (0.63-0.97x), and 12 of their 36 intervals did not overlap the first run's. Training memory: the
+  Welch interval over the seeds.
 """
 from __future__ import annotations
 
 from ..environment import env_differences, fingerprint_id, recorded_fingerprints
 from ..keys import LatencyKey, latency_keys, size_tag, throughput_key
 from .read import ModelMetrics
-from .rows import NO_INTERVAL, NOT_COMPARABLE, SAME, Row, exact_row, not_comparable, number, seed_row, verdict_of
+from .rows import (
+    NO_INTERVAL,
+    NOT_COMPARABLE,
+    SAME,
+    Row,
+    another_run,
+    exact_row,
+    identical_row,
+    not_comparable,
+    number,
+    seed_row,
+)
 
 STATIC_COSTS = {"params": "parameters", "size_mb": "size (MB)", "gflops": "GFLOPs", "gmacs": "GMACs"}
 TRAINING_COSTS = {"train_time_s": "training time per seed (s)", "time_per_epoch_s": "time per epoch (s)",
@@ -25,6 +36,7 @@ TRAINING_COSTS = {"train_time_s": "training time per seed (s)", "time_per_epoch_
 PROFILE_MEMORY = {"peak_rss_mb": "peak memory, profiling (MB)", "cuda_peak_allocated_mb": "peak GPU memory, profiling (MB)"}
 TRAINING_SETTINGS = ("amp", "device", "threads", "world_size")  # train.json: how it ran, beside the environment
 HEADLINE_COSTS = ("train_time_s", LatencyKey().name, "size_mb")
+TRAINING_TIMES = ("train_time_s", "time_per_epoch_s")
 
 
 def cost_rows(a: ModelMetrics, b: ModelMetrics) -> list[Row]:
@@ -94,8 +106,13 @@ def training_rows(a: ModelMetrics, b: ModelMetrics) -> list[Row]:
         if differences:
             rows.append(not_comparable(key, label, a.train.get(key), b.train.get(key), False, _why(differences)))
             continue
-        row = seed_row(key, label, a.seed_values("train", key), b.seed_values("train", key), False,
-                       number(a.train.get(key)), number(b.train.get(key)))
+        a_values, b_values = a.seed_values("train", key), b.seed_values("train", key)
+        old, new = number(a.train.get(key)), number(b.train.get(key))
+        if key in TRAINING_TIMES:
+            same = identical_row(key, label, a_values, b_values, False, old, new)
+            rows.append(same or another_run(key, label, old, new, False))
+            continue
+        row = seed_row(key, label, a_values, b_values, False, old, new)
         if row is not None:
             rows.append(row)
     return rows
@@ -126,42 +143,17 @@ def latency_rows(a: dict, b: dict) -> list[Row]:
     size_differs = _input_size(a) != _input_size(b)
     for key in keys:
         extra = [f"input size: {_input_size(a)} vs {_input_size(b)}"] if key.size is None and size_differs else []
-        rows.append(_timed_row(key.name, _label(key), a, b, key, False, differences + extra))
+        rows.append(_timed_row(key.name, _label(key), a, b, False, differences + extra))
         throughput = throughput_key("_".join(filter(None, (key.device, key.tag))))
         if key.size is None and (throughput in a or throughput in b):
-            rows.append(_timed_row(throughput, _label(key, "throughput", "images/s"), a, b, key, True, differences + extra))
+            rows.append(_timed_row(throughput, _label(key, "throughput", "images/s"), a, b, True, differences + extra))
     return rows
 
 
-def _timed_row(name: str, label: str, a: dict, b: dict, key: LatencyKey, higher_is_better: bool,
-               differences: list[str]) -> Row:
+def _timed_row(name: str, label: str, a: dict, b: dict, higher_is_better: bool, differences: list[str]) -> Row:
     if differences:
         return not_comparable(name, label, a.get(name), b.get(name), higher_is_better, _why(differences))
-    old, new = number(a.get(name)), number(b.get(name))
-    if old is None or new is None:
-        return Row(name, label, old, new, higher_is_better, NOT_COMPARABLE, note="measured in one revision only")
-    span_a, span_b = _interval(a, key), _interval(b, key)
-    if span_a is None or span_b is None:
-        return Row(name, label, old, new, higher_is_better, NO_INTERVAL, note="no recorded timing interval")
-    if higher_is_better:  # throughput (images/s): the latency's relative interval, inverted
-        span_a, span_b = _inverted(old, span_a, number(a.get(key.name))), _inverted(new, span_b, number(b.get(key.name)))
-    low, high = span_b[0] - span_a[1], span_b[1] - span_a[0]  # contains 0 exactly when the intervals overlap
-    note = (f"95% intervals [{span_a[0]:.4g}, {span_a[1]:.4g}] and [{span_b[0]:.4g}, {span_b[1]:.4g}]"
-            + (" (the latency's)" if higher_is_better else "") + ("; overlapping: the same cost" if low <= 0 <= high else ""))
-    return Row(name, label, old, new, higher_is_better, verdict_of(low, high, higher_is_better), low, high, note)
-
-
-def _inverted(value: float, latency: tuple[float, float], median: float) -> tuple[float, float]:
-    return value * median / latency[1], value * median / latency[0]
-
-
-def _interval(profile: dict, key: LatencyKey) -> tuple[float, float] | None:
-    """A latency's 95% interval (ms): over the profiling rounds, or from an older profile's median_rel_ci."""
-    low, high = number(profile.get(key.stat("ci95_low_ms"))), number(profile.get(key.stat("ci95_high_ms")))
-    if low is not None and high is not None:
-        return low, high
-    median, rel = number(profile.get(key.name)), number(profile.get(key.stat("median_rel_ci")))
-    return (median * (1 - rel), median * (1 + rel)) if median is not None and rel is not None else None
+    return another_run(name, label, number(a.get(name)), number(b.get(name)), higher_is_better)
 
 
 def profile_memory_rows(a: dict, b: dict) -> list[Row]:

@@ -26,7 +26,20 @@ from ..stats import SCORE_RULES, bootstrap_weights, compare, seed_mean_scores
 from .costs import cost_rows, timing_differences
 from .params import ParamChange, model_changes
 from .read import ModelMetrics, Revision, RevisionData
-from .rows import BETTER, NO_INTERVAL, NOT_COMPARABLE, SAME, WORSE, Row, from_comparison, not_comparable, number, seed_row
+from .rows import (
+    BETTER,
+    IDENTICAL,
+    NO_INTERVAL,
+    NOT_COMPARABLE,
+    SAME,
+    WORSE,
+    Row,
+    from_comparison,
+    identical_row,
+    not_comparable,
+    number,
+    seed_row,
+)
 
 # score -> (label, higher is better)
 SCORES = {"miou": ("mIoU", True), "mrecall": ("mRecall", True), "accuracy": ("accuracy", True), "mdice": ("mDice", True),
@@ -69,7 +82,7 @@ class ModelDiff:
         for verdict in (NOT_COMPARABLE, WORSE, BETTER, NO_INTERVAL):
             if verdict in verdicts:
                 return verdict
-        return SAME
+        return IDENTICAL if verdicts == {IDENTICAL} else SAME
 
 
 @dataclass
@@ -106,9 +119,15 @@ def diff_revisions(a: RevisionData, b: RevisionData, models: list[str], evidence
             note += f", {resamples} resamples"
         compared.append(ModelDiff(model, quality, cost_rows(ma, mb), method, note, model_changes(a.params, b.params, model),
                                   timing_differences(ma, mb)))
+    compared.sort(key=lambda m: _summary_rank(b.models[m.model]))  # the summary's order: B's mIoU, best first
     return RevisionDiff(a.revision, b.revision, compared, [m for m in b.models if m not in a.models],
                         [m for m in a.models if m not in b.models],
                         {d.revision.label: d.not_run for d in (a, b) if d.not_run})
+
+
+def _summary_rank(model: ModelMetrics) -> tuple[bool, float]:
+    miou = number(model.eval.get("miou"))
+    return miou is None, -(miou or 0.0)
 
 
 def _task(data: RevisionData, model: ModelMetrics) -> str:
@@ -134,7 +153,11 @@ def quality_rows(a: ModelMetrics, b: ModelMetrics, task_a: str, task_b: str, ev:
     for s in names:
         label, higher = SCORES[s]
         rule = SCORE_RULES.get(s)
-        if paired and rule is not None and rule.array in ev.arrays_a and rule.array in ev.arrays_b:
+        same = identical_row(s, label, a.seed_values("eval", s), b.seed_values("eval", s), higher,
+                             number(a.eval.get(s)), number(b.eval.get(s))) if a.seeds == b.seeds else None
+        if same is not None:
+            rows.append(same)
+        elif paired and rule is not None and rule.array in ev.arrays_a and rule.array in ev.arrays_b:
             rows.append(paired_row(s, label, rule, ev.arrays_a[rule.array], ev.arrays_b[rule.array], weights_for))
         else:
             rows.append(seed_row(s, label, a.seed_values("eval", s), b.seed_values("eval", s), higher,

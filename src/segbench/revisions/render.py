@@ -9,7 +9,7 @@ import math
 
 from .costs import HEADLINE_COSTS
 from .quality import HEADLINE, PAIRED, SCORES, WELCH, ExperimentSummary, ModelDiff, RevisionDiff
-from .rows import BETTER, NO_INTERVAL, NOT_COMPARABLE, SAME, VERDICTS, WORSE, Row
+from .rows import ANOTHER_RUN, BETTER, IDENTICAL, NO_INTERVAL, NOT_COMPARABLE, SAME, VERDICTS, WORSE, Row
 
 NONE = "—"
 METHODS = {PAIRED: "paired bootstrap over the common test images + seed variance (mIoU, depth RMSE; other scores: Welch "
@@ -55,6 +55,12 @@ def cost_summary(model: ModelDiff) -> str:
     parts += [f"{short_label(r)} {change_text(r).split(' [')[0]} {r.verdict}" for r in changed[:3]]
     if len(changed) > 3:
         parts.append(f"+{len(changed) - 3} more")
+    other = [r for r in model.costs if r.verdict == ANOTHER_RUN and r.old and r.new]
+    if other:  # no verdict, the spread of the ratios: a shared drift moves them all alike
+        ratios = sorted(r.new / r.old for r in other)
+        parts.append(f"{len(other)} timings from another run (B / A {ratios[0]:.2f}-{ratios[-1]:.2f}x; not compared)")
+    if not parts and model.costs and all(r.verdict == IDENTICAL for r in model.costs if r.verdict != SAME):
+        return "identical"
     return "; ".join(parts) or "no detectable change"
 
 

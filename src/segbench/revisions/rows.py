@@ -8,7 +8,13 @@ The verdicts `segbench diff` gives, for the change from revision A to revision B
 - not comparable: the two numbers do not measure the same thing (another test set, class list,
   task; for timings another environment, precision or a busy machine); `note` says which;
 - no interval: the data hold no spread to judge the change by (one seed and no per-image files,
-  a timing without its recorded spread, a single memory reading).
+  a timing without its recorded spread, a single memory reading);
+- identical: both revisions hold bit-identical per-seed values (the same run, or a re-run that
+  reproduced it exactly): no interval is needed to say nothing changed;
+- not comparable (another run): a timing from two runs. The intervals over profiling rounds or seeds
+  are honest about one run; they say nothing about another machine on another day, which moves every
+  timing alike (a re-run of one commit measured every latency 0.63-0.97x). The ratio B / A is shown;
+  a verdict needs both timed side by side in one run.
 """
 from __future__ import annotations
 
@@ -18,7 +24,8 @@ from dataclasses import dataclass
 from ..stats import Comparison, compare
 
 BETTER, WORSE, SAME, NOT_COMPARABLE, NO_INTERVAL = "better", "worse", "no detectable change", "not comparable", "no interval"
-VERDICTS = (BETTER, WORSE, SAME, NOT_COMPARABLE, NO_INTERVAL)
+IDENTICAL, ANOTHER_RUN = "identical", "not comparable (another run)"
+VERDICTS = (BETTER, WORSE, SAME, IDENTICAL, NOT_COMPARABLE, ANOTHER_RUN, NO_INTERVAL)
 
 
 @dataclass(frozen=True)
@@ -110,3 +117,24 @@ def exact_row(key: str, label: str, old: float | None, new: float | None, higher
 
 def not_comparable(key: str, label: str, old, new, higher_is_better: bool, why: str) -> Row:
     return Row(key, label, number(old), number(new), higher_is_better, NOT_COMPARABLE, note=why)
+
+
+def identical_row(key: str, label: str, a_values: list[float], b_values: list[float], higher_is_better: bool,
+                  old: float | None = None, new: float | None = None) -> Row | None:
+    """An IDENTICAL row when both revisions hold the same per-seed values bit for bit; None otherwise."""
+    if not a_values or list(a_values) != list(b_values):
+        return None
+    mean = sum(a_values) / len(a_values)
+    return Row(key, label, old if old is not None else mean, new if new is not None else mean, higher_is_better,
+               IDENTICAL, note=f"bit-identical per-seed values ({len(a_values)} seeds)")
+
+
+def another_run(key: str, label: str, old: float | None, new: float | None, higher_is_better: bool) -> Row:
+    """A timing from two runs: no verdict, the ratio B / A shown (module doc)."""
+    if old is None or new is None:
+        return Row(key, label, old, new, higher_is_better, NOT_COMPARABLE, note="measured in one revision only")
+    if old == new:
+        return Row(key, label, old, new, higher_is_better, IDENTICAL, note="the same timing (the same run)")
+    ratio = f"B / A = {new / old:.3g}x; " if old else ""
+    return Row(key, label, old, new, higher_is_better, ANOTHER_RUN,
+               note=f"{ratio}timed in two runs: only a side-by-side timing in one run can tell")
