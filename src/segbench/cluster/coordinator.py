@@ -29,7 +29,7 @@ class Coordinator:
         check_node_resource(self.workers)
         params = load_stage_params(root, plan.names())
         has_gpus = any(w.get("resources", {}).get("GPU", 0) for w in self.workers.values())
-        self.requests = {s: stage_request(s.addressing, params, has_gpus) for s in plan.stages}
+        self.requests = {s: stage_request(s.name, params, has_gpus) for s in plan.stages}
         check_fits({s.addressing: r for s, r in self.requests.items()}, self.workers)
         self.profile_host, self.profile_slots = profile_worker(self.workers)
         self.cancel = f"segbench-cancel-{uuid.uuid4().hex}"

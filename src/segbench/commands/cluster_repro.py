@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..errors import SegbenchError
 
@@ -19,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler (tcp://host:8786)")
     parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
                         help="give up on an unreachable scheduler, or one without workers, after S seconds (default 10)")
-    parser.add_argument("--root", default=".", help="the DVC project (default: the current directory)")
+    parser.add_argument("--root", default=".", metavar="DIR",
+                        help="the DVC project; runs as if started there, like `dvc --cd DIR` (default: here)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -30,7 +32,10 @@ def run(args: argparse.Namespace) -> None:
                             "-e '.[cluster]'") from None
     if args.workers < 0:
         raise SegbenchError(f"--workers {args.workers}: give a positive number of stage slots")
-    outcome = cluster_repro(args.root, args.targets, force=args.force, dry=args.dry, downstream=args.downstream,
+    if not os.path.isdir(args.root):
+        raise SegbenchError(f"--root {args.root}: no such directory")
+    os.chdir(args.root)  # as `dvc --cd`: stage names, paths and logs read as they would from there
+    outcome = cluster_repro(".", args.targets, force=args.force, dry=args.dry, downstream=args.downstream,
                             workers=args.workers, scheduler=args.scheduler,
                             connect_timeout_s=args.connect_timeout)
     if outcome is None:
