@@ -124,6 +124,13 @@ def binary_folder(root: Path, rows: dict[str, list[int]]) -> None:
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / f"{stem}.png")
 
 
+def images_without_masks(root: Path) -> None:
+    """folder layout: two images, and a masks/ folder with nothing in it."""
+    binary_folder(root, {"a": [0, 255], "b": [0, 255]})
+    for mask in (root / "masks").iterdir():
+        mask.unlink()
+
+
 def truncate(rel: str, keep: int) -> Callable[[Path], None]:
     def damage(root: Path) -> None:
         (root / rel).write_bytes((root / rel).read_bytes()[:keep])
@@ -190,7 +197,7 @@ CASES: dict[str, Case] = {
                        put("train", "batch_size", "eight")),
     "out-of-range value": Case(["check"], ["evaluate.samples", "1000", "out of range", "<= 64"],
                                put("evaluate", "samples", 1000)),
-    "unknown arch": Case(["plot"], ["models.unet.arch", "'unet3'", "valid:", "unet_lean"],
+    "unknown arch": Case(["plot"], ["models.unet.arch", "'unet3'", "did you mean 'unet'?", "valid:", "unet_lean"],
                          put("models", "unet", "arch", "unet3")),
     "unknown loss": Case(["check"], ["train.loss", "'dice_ce'", "ce_dice"], put("train", "loss", "dice_ce")),
     "unknown optimiser": Case(["check"], ["train.optimizer", "'rmsprop'", "adamw"], put("train", "optimizer", "rmsprop")),
@@ -242,6 +249,11 @@ CASES: dict[str, Case] = {
         put("data", {"dataset": "folder", "path": "folder", "image_size": [8, 8], "workers": 1,
                      "folder": {"classes": ["bg", "fg"]}}),
         lambda root: binary_folder(root / "folder", {"a": [0, 255], "b": [0, 1, 255, 1]})),
+    "folder dataset whose mask folder is empty": Case(
+        ["preprocess"], ["folder/masks", "no mask"],
+        put("data", {"dataset": "folder", "path": "folder", "image_size": [8, 8], "workers": 1,
+                     "folder": {"classes": ["bg", "fg"]}}),
+        lambda root: images_without_masks(root / "folder")),
     # outputs damaged between stages
     "truncated checkpoint (profile)": Case(["profile", "unet"], ["data/checkpoints/unet/seed0.pt", "truncated or corrupt",
                                                                   "re-run the train stage"], setup=truncated_checkpoint),

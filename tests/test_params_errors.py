@@ -1,11 +1,14 @@
 """A params mistake is one clear line on stderr, exit code 2, no traceback, nothing written."""
 import copy
+import shutil
 
 import pytest
-from conftest import TINY_PARAMS, segbench, write_params
+from conftest import REPO, TINY_PARAMS, segbench, write_params
+
+from segbench.config import pipeline_keys
 
 CASES = {
-    "unknown_arch": (("models", "unet", "arch"), "unet3", ["models.unet.arch", "unet3", "deeplabv3", "unet"]),
+    "unknown_arch": (("models", "unet", "arch"), "unet3", ["models.unet.arch", "unet3", "did you mean 'unet'?", "deeplabv3"]),
     "unknown_dataset": (("data", "dataset"), "cityscapez", ["data.dataset", "cityscapez", "synthetic"]),
     "misspelled_key": (("train", "epocs"), 3, ["train.epocs", "unknown key", "epochs"]),
     "negative_epochs": (("train", "epochs"), -1, ["train.epochs", "-1", ">= 1"]),
@@ -101,3 +104,44 @@ def test_shipped_params_files_are_valid():
     from segbench.models import MODELS
 
     assert {spec.arch for spec in full.models.values()} == set(MODELS.names())  # the whole zoo
+
+
+def without(params: dict, dotted: str) -> dict:
+    out = copy.deepcopy(params)
+    *parents, last = dotted.split(".")
+    node = out
+    for key in parents:
+        node = node[key]
+    del node[last]
+    return out
+
+
+def test_the_keys_dvc_yaml_reads_come_from_dvc_yaml(tmp_path):
+    """Derived from the file (interpolations and stage params), so the list cannot drift; and DVC
+    itself refuses a file without an interpolated one (`dvc repro` then stops before any stage)."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    keys = pipeline_keys(REPO / "dvc.yaml")
+    assert {"seeds", "models", "data", "train", "plot.dpi"} <= set(keys) and "item" not in keys
+    assert set(keys["seeds"]) >= {"train", "evaluate", "profile"}  # ${seeds} in their matrix / deps
+    shutil.copy2(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    write_params(tmp_path / "params.yaml", without(TINY_PARAMS, "seeds"))
+    Repo.init(str(tmp_path), no_scm=True)
+    with pytest.raises(DvcException, match="seeds"), Repo(str(tmp_path)) as repo:
+        repo.index.stages  # noqa: B018 -- the parse of dvc.yaml over params.yaml
+
+
+@pytest.mark.parametrize("key", sorted(pipeline_keys(REPO / "dvc.yaml")))
+def test_check_beside_dvc_yaml_names_a_missing_key_it_reads(tmp_path, monkeypatch, capsys, key):
+    """No silent default for what dvc.yaml reads: `segbench --params FILE check` at the repository root."""
+    from segbench.cli import main
+
+    shutil.copy2(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    write_params(tmp_path / "shipped.yaml", without(TINY_PARAMS, key))
+    monkeypatch.chdir(tmp_path)
+    assert main(["--params", "shipped.yaml", "check"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"segbench: error: shipped.yaml: {key}: required key is missing; "
+                                                   "dvc.yaml reads it (stage"), lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml", "shipped.yaml"]  # nothing written

@@ -237,11 +237,13 @@ def pipeline_keys(dvc_yaml: str | Path = "dvc.yaml") -> dict[str, list[str]]:
 
 
 def _missing_pipeline_key(raw: Any, needed: dict[str, list[str]]) -> str | None:
-    for key, stages in needed.items():
-        node = raw
-        for part in key.split("."):
+    for dotted, stages in needed.items():
+        node, parts = raw, dotted.split(".")
+        for depth, part in enumerate(parts, 1):
             if not isinstance(node, dict) or part not in node:
+                key = ".".join(parts[:depth])  # the outermost missing one: `plot`, not `plot.dpi`
                 example = _EXAMPLES.get(key, f"the {key} section of params.yaml (`{key}: {{}}` takes every default)")
+                stages = list(dict.fromkeys(s for k, v in needed.items() if f"{k}.".startswith(f"{key}.") for s in v))
                 return (f"{key}: required key is missing; dvc.yaml reads it (stage{'s' * (len(stages) > 1)} "
                         f"{', '.join(stages)}) and DVC stops without it; add e.g. {example}")
             node = node[part]
@@ -271,8 +273,7 @@ def load_params(path: str | Path = "params.yaml", pipeline: str | Path | None = 
         if context and start is not None and (mark is None or start.line != mark.line):
             problem = f"{problem} {context} that starts at line {start.line + 1}"  # e.g. an unclosed [
         raise ConfigError(f"{path}:{where}: not valid YAML ({problem})") from None
-    params = params_from_dict(raw, str(path))
-    missing = _missing_pipeline_key(raw, pipeline_keys(pipeline)) if pipeline is not None else None
+    missing = _missing_pipeline_key(raw, pipeline_keys(pipeline)) if pipeline and isinstance(raw, dict) else None
     if missing:
         raise ConfigError(f"{path}: {missing}")
-    return params
+    return params_from_dict(raw, str(path))

@@ -1,0 +1,97 @@
+"""Every params file the repository ships (params.yaml, params/*.yaml) is a working benchmark:
+DVC's own index expands dvc.yaml over it, `segbench check` passes it as a file `dvc repro` can run,
+and (integration) `dvc repro` runs it end to end in a scratch copy at a reduced size
+(tests/reduced.py: one seed, one epoch, four 32x32 images per split, every model)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run
+from reduced import shrink_params
+from test_preprocess import CAMVID, needs_camvid
+
+from segbench import paths
+from segbench.config import load_params
+
+SHIPPED = [REPO / "params.yaml", *sorted((REPO / "params").glob("*.yaml"))]
+IDS = [p.relative_to(REPO).as_posix() for p in SHIPPED]
+
+
+def dvc(args: list[str], cwd: Path, check: bool = True):
+    return run([sys.executable, "-m", "dvc", *args], cwd, check=check, timeout=3600)
+
+
+def test_every_shipped_file_is_listed():
+    assert set(IDS) >= {"params.yaml", "params/camvid.yaml", "params/full.yaml", "params/mask_depth.yaml"}
+
+
+@pytest.mark.parametrize("params_file", SHIPPED, ids=IDS)
+def test_segbench_check_passes_it_and_dvc_expands_the_pipeline_over_it(params_file, workspace, monkeypatch, capsys):
+    """In a copy of the pipeline (beside dvc.yaml: checked as a file `dvc repro` runs), `segbench check`
+    passes the file and DVC's own index parses dvc.yaml with it: a train and evaluate stage per model and seed."""
+    from dvc.repo import Repo
+
+    from segbench.cli import main
+
+    shutil.copy2(params_file, workspace / "params.yaml")
+    monkeypatch.chdir(workspace)
+    assert main(["check"]) == 0, capsys.readouterr().err
+    assert "every key dvc.yaml reads is set" in capsys.readouterr().out.splitlines()[0]
+    params = load_params("params.yaml")
+    with Repo(str(workspace)) as repo:
+        names = {stage.name for stage in repo.index.stages}
+    expected = {f"{kind}@{model}-{seed}" for kind in ("train", "evaluate") for model in params.models for seed in params.seeds}
+    assert expected <= names and {f"profile@{m}" for m in params.models} <= names and "plot" in names
+
+
+def reproduce(params_file: Path, workspace: Path) -> float:
+    """`dvc repro` of the shipped file, shrunk, in the scratch workspace; its wall time (s)."""
+    shutil.copy2(params_file, workspace / "params.yaml")
+    shrink_params(workspace / "params.yaml", data_path=CAMVID)
+    started = time.perf_counter()
+    dvc(["repro"], workspace)
+    seconds = time.perf_counter() - started
+    print(f"{params_file.relative_to(REPO)}: dvc repro (reduced) {seconds:.0f} s")
+    return seconds
+
+
+def assert_every_model_reported(workspace: Path) -> None:
+    params = load_params(workspace / "params.yaml")
+    for model in params.models:
+        report = json.loads((workspace / paths.metrics_path(model, "eval")).read_text())
+        assert report["seeds"] == [params.seeds[0]] and 0.0 <= report["miou"]["mean"] <= 1.0, model
+        assert (workspace / paths.metrics_path(model, "profile")).is_file(), model
+    summary = (workspace / paths.summary_md(workspace / paths.PLOTS_DIR)).read_text()
+    assert all(re.search(rf"\b{re.escape(model)}\b", summary) for model in params.models), summary
+
+
+SYNTHETIC = [p for p in SHIPPED if "camvid" not in p.name]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("params_file", SYNTHETIC, ids=[p.relative_to(REPO).as_posix() for p in SYNTHETIC])
+def test_reduced_repro_of_a_synthetic_file(params_file, workspace):
+    reproduce(params_file, workspace)
+    assert_every_model_reported(workspace)
+
+
+@pytest.mark.integration
+@needs_camvid
+def test_reduced_repro_of_camvid_reads_it_in_place(workspace):
+    reproduce(REPO / "params" / "camvid.yaml", workspace)
+    assert_every_model_reported(workspace)
+    source = json.loads((workspace / "data/raw/source.json").read_text())
+    assert source["path"] == str(CAMVID.resolve()) and source["files"] >= 1402  # 701 images + 701 masks
+    manifest = json.loads((workspace / "data/processed/manifest.json").read_text())
+    assert manifest["splits"] == {"train": 4, "val": 4, "test": 4} and manifest["num_classes"] == 11
+    report = json.loads((workspace / paths.metrics_path("unet", "eval")).read_text())
+    assert report["split"] == "test" and list(report["iou_per_class"]) == manifest["class_names"]
+    # nothing from the dataset is copied into the workspace, and a second run has nothing to do
+    assert not list((workspace / "data/raw").glob("*.png")) and not (workspace / "data/raw/train").exists()
+    assert "Running stage" not in dvc(["repro"], workspace).stdout
