@@ -192,7 +192,7 @@ def seeds_needed_calibration(repeats: int, planted: float = 0.12, seed_sd: float
     at_true = float(np.median([e for e in at_true if e is not None]))
     estimate = float(np.median(finite)) if finite else float("nan")
     needed, powers = None, []
-    for seeds in (2, 3, 4, 6, 8, 10, 12, 16, 20, 25, 30):
+    for seeds in (2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 20, 25, 30):
         power, _ = significant_share(rng, planted, seeds, repeats, seed_sd)
         powers.append(f"{seeds}: {power:.2f}")
         if power >= 0.8:
@@ -205,6 +205,53 @@ def seeds_needed_calibration(repeats: int, planted: float = 0.12, seed_sd: float
           f"with the pilots' variances but the mean |difference| {true_diff:.4f}: {at_true:.1f}")
 
 
+def calibration_table(repeats: int) -> None:
+    """Every statement of the summary against its target (tests/test_stats.py asserts the same on fewer repeats)."""
+    from simulation import benchmark_trials, round_medians
+
+    from segbench.keys import LatencyKey
+    from segbench.report.cost_tests import latency_estimate, welch
+    from segbench.timing import combined_summary
+
+    def share(values) -> float:
+        values = list(values)
+        return float(np.mean(values)) if values else float("nan")
+
+    def latency(ms, rounds, rng):
+        s = combined_summary(LatencyKey("cpu"), round_medians(ms, rounds, rng))
+        return latency_estimate(s["latency_cpu_ms"], s["latency_cpu_ci95_low_ms"], s["latency_cpu_ci95_high_ms"], rounds)
+
+    def tied_low(margins):
+        out = []
+        for per in benchmark_trials(margins, 3, repeats, 1000, seed=11):
+            r = compare_scores(per, 1000)["miou"]
+            out += [r.p_best[m] < 0.01 for m in r.best_set - {r.best} if r.tied_with_best(m)]
+        return f"{share(out):.3f} of {len(out)} members"
+    rows = [
+        ("interval coverage, 3 seeds (>= 0.93)", share(not stats.compare(*t).significant
+                                                        for t in calibration_trials(0.0, 3, repeats, 1000))),
+        ("5 identical models: any called worse (<= 0.05)", share(
+            any(v == "worse" for v in compare_scores(p, 1000)["miou"].verdicts.values())
+            for p in benchmark_trials([0.0] * 5, 3, repeats, 1000))),
+        ("2 identical models: lower P(best) <= 2.5% (<= 0.06)", share(
+            stats.prob_best([a, b], [ab, bb], True).min() <= 0.025
+            for a, b, ab, bb in calibration_trials(0.0, 3, repeats, 1000))),
+        ("true best in the plausibly-best set, 4 models (>= 0.95)", share(
+            "m0" in compare_scores(p, 1000)["miou"].best_set for p in benchmark_trials([0.3, 0.25, 0.1, 0.0], 3, repeats, 1000))),
+        ("members tied with the best with P(best) < 1%, 2 models (0)", tied_low([0.3, 0.2])),
+        ("  the same, 4 models (not a property of P(best) over k > 2)", tied_low([0.3, 0.25, 0.1, 0.0])),
+    ]
+    rng = np.random.default_rng(3)
+    rows += [("identical latency distributions, 6 rounds: same cost (>= 0.95)",
+              share(not welch(latency(10, 6, rng), latency(10, 6, rng)).significant for _ in range(repeats))),
+             ("20% slower over 6 rounds: found (>= 0.8)",
+              share(welch(latency(12, 6, rng), latency(10, 6, rng)).low > 0 for _ in range(repeats)))]
+    print(f"calibration table: {repeats} repeats each, 3 seeds, 80 test images, 1000 resamples; rounds spread 0.08 (log)")
+    for label, value in rows:
+        print(f"  {label:<66} {value if isinstance(value, str) else f'{value:.3f}'}")
+    seeds_needed_calibration(max(repeats // 3, 50), seed_sd=0.15)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=7)
@@ -215,7 +262,11 @@ def main() -> None:
     parser.add_argument("--only-diff", action="store_true", help="only the `segbench diff` calibration")
     parser.add_argument("--only-k", action="store_true", help="only the k-model calibration (set, verdicts, seeds)")
     parser.add_argument("--margin", type=float, default=0.01, help="plot.equivalence_margin")
+    parser.add_argument("--table", action="store_true", help="only the calibration table of every summary statement")
     args = parser.parse_args()
+    if args.table:
+        calibration_table(args.repeats)
+        return
     if args.only_diff:
         print_diff_calibration(args.repeats)
         return
