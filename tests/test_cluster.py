@@ -232,3 +232,29 @@ def test_a_killed_coordinator_then_a_failing_stage_keep_what_finished_and_reruns
     again = cluster_repro(project, "--workers", "3")
     assert again.returncode == 0 and "2 ran; 6 unchanged" in again.stdout, again.stdout
     assert "up to date" in dvc(project, "status")
+
+
+def test_an_existing_scheduler_with_workers_started_by_hand(project, tmp_path):
+    """`dask scheduler` and `dask worker` processes, as on a cluster; a worker without `node` slots is named."""
+    address_file = tmp_path / "scheduler.json"
+    dask = [str(Path(sys.executable).parent / "dask")]
+    scheduler = subprocess.Popen([*dask, "scheduler", "--scheduler-file", str(address_file), "--port", "0",
+                                  "--dashboard-address", ":0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = []
+    try:
+        wait_for(address_file.exists)
+        address = json.loads(address_file.read_text())["address"]
+        workers.append(subprocess.Popen([*dask, "worker", address, "--nthreads", "1"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL))
+        bare = cluster_repro(project, "--scheduler", address, "download")
+        assert bare.returncode == 2 and "no worker has a `node` resource" in bare.stderr, bare.stderr
+        workers.append(subprocess.Popen([*dask, "worker", address, "--nthreads", "2", "--resources", "node=2"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        done = cluster_repro(project, "--scheduler", address, "train@a-0", "train@b-0")
+        assert done.returncode == 0, done.stderr + done.stdout
+        assert set(lock_entries(project)) == {"download", "train@a-0", "train@b-0"}
+        assert "up to date" in dvc(project, "status", "train@a-0", "train@b-0")
+    finally:
+        for process in [*workers, scheduler]:
+            process.terminate()
+            process.wait(timeout=30)

@@ -71,8 +71,6 @@ class Coordinator:
                     future = self._submit(stage)
                     self.running[future] = stage
                     as_completed.add(future)
-            if self.running:
-                break  # the rest waits for a running stage
 
     def finish(self, future) -> None:
         stage = self.running.pop(future)
