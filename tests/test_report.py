@@ -544,3 +544,36 @@ def test_cli_help_and_a_mistyped_model(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["aggregate", "unet_agg"]) == 2
     assert "no model named 'unet_agg' (did you mean 'unet_aug'?)" in capsys.readouterr().err
+
+
+def test_latency_panels_in_a_grid_with_cost_error_bars(tmp_path):
+    from segbench.keys import LatencyKey
+
+    fake_metrics(tmp_path)
+    key = LatencyKey("cpu")
+    edit_json(tmp_path / "metrics/small/profile.json", {key.stat("ci95_low_ms"): 1.5, key.stat("ci95_high_ms"): 2.6,
+                                                       key.stat("rounds"): 3})
+    names = ["big", "small", "twin", "worse"]
+    axis = {a.name: a for a in spec.AXES}["latency_cpu"]
+    table = tables.tradeoff_table(view.load_metrics(tmp_path / "metrics", names), axis)
+    small = table[(table["model"] == "small") & table["setting"].str.contains("training")].iloc[0]
+    assert (small["latency_cpu_ms_ci95_low"], small["latency_cpu_ms_ci95_high"]) == (1.5, 2.6)  # the x error bar
+    six = pd.concat([table.assign(setting=f"setting {i}") for i in range(6)], ignore_index=True)
+    fig = figures.tradeoff_figure(six, figures.model_colours(names), axis)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 6 and len({round(ax.get_position().y0, 2) for ax in panels}) == 2  # 2 rows of 3
+    width, height = fig.get_size_inches() * 120  # plot.dpi's default
+    assert width <= 2100 and height <= 1100, (width, height)  # was 4824 x 576 for six panels
+    assert any(len(c.get_segments()) and c.get_segments()[0][0][1] == c.get_segments()[0][1][1]  # a horizontal bar
+               for ax in panels for c in ax.collections if hasattr(c, "get_segments"))
+
+
+def test_a_class_every_model_misses_is_named():
+    from segbench.report.notes import missed_classes_note
+
+    def m(name, pole):
+        return view.ModelMetrics(name, {}, {"iou_per_class": {"road": {"mean": 0.9, "n": 3}, "pole": {"mean": pole, "n": 3},
+                                                              "sky": None}}, {})
+    note = missed_classes_note([m("a", 0.01), m("b", 0.03)])
+    assert "Every model misses pole (best IoU 0.030)" in note and "road" not in note and "sky" not in note
+    assert missed_classes_note([m("a", 0.01), m("b", 0.2)]) == ""

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .spec import CostAxis
 
 LOG_RANGE = 10.0  # a log axis when the positive values span more than this factor
+GRID_COLUMNS = 3  # trade-off panels per row: readable at 100% zoom
 
 
 def model_colours(models: list[str]) -> dict[str, tuple]:
@@ -51,8 +52,14 @@ def tradeoff_figure(table: pd.DataFrame, colours: dict[str, tuple], axis: CostAx
 
     settings = list(dict.fromkeys(table["setting"]))
     valid = table.dropna(subset=[axis.column, "miou"])
-    fig = Figure(figsize=(6.4 * len(settings) + 1.8, 4.8), layout="constrained")
-    axes = fig.subplots(1, len(settings), squeeze=False)[0]
+    # a grid, at most GRID_COLUMNS panels a row: six panels side by side made a 4824 x 576 strip
+    columns = min(GRID_COLUMNS, len(settings))
+    rows = math.ceil(len(settings) / columns)
+    fig = Figure(figsize=(5.0 * columns + 2.0, 4.0 * rows + 0.6), layout="constrained")
+    grid = fig.subplots(rows, columns, squeeze=False).ravel()
+    for spare in grid[len(settings):]:
+        spare.set_visible(False)
+    axes = grid[:len(settings)]
     flagged = sorted({f for flags in (valid["flag"].fillna("") if "flag" in valid else ()) for f in flags.split(", ") if f})
     fig.suptitle(axis.title + (f"\n⚠ crossed timings are not comparable ({' / '.join(flagged)}: see the summary)"
                                if flagged else ""))
@@ -69,7 +76,7 @@ def tradeoff_figure(table: pd.DataFrame, colours: dict[str, tuple], axis: CostAx
     handles = [Line2D([], [], ls="", marker="o", color=colours.get(m, "grey"), label=m) for m in dict.fromkeys(table["model"])]
     handles += [Line2D([], [], ls="--", color="dimgrey", label="Pareto front"),
                 Line2D([], [], ls="", marker="o", ms=11, mfc="none", mec="black", label="on the front"),
-                Line2D([], [], ls="-", marker="_", ms=8, color="dimgrey", label="95% CI over seeds")]
+                Line2D([], [], ls="-", marker="_", ms=8, color="dimgrey", label="95% CI (mIoU: seeds; cost: rounds or seeds)")]
     if flagged:
         handles.append(Line2D([], [], ls="", marker="x", ms=10, mew=2, color="red", label=" / ".join(flagged)))
     if "converged" in valid and valid["converged"].eq(False).any():
@@ -83,7 +90,13 @@ def _tradeoff_panel(ax, data: pd.DataFrame, axis: CostAxis, colours: dict[str, t
         _message_axes(ax, "no measurements at this setting")
         return
     x, y = data[axis.column].to_numpy(float), data["miou"].to_numpy(float)
-    ax.scatter(x, y, s=55, color=[colours.get(m, "grey") for m in data["model"]], zorder=3)
+    ax.scatter(x, y, s=40, color=[colours.get(m, "grey") for m in data["model"]], zorder=3)
+    ends = [f"{axis.column}_ci95_low", f"{axis.column}_ci95_high"]
+    if set(ends) <= set(data.columns):  # the cost's 95% interval (over profiling rounds or seeds)
+        for xi, yi, lo, hi, model in zip(x, y, data[ends[0]].to_numpy(float), data[ends[1]].to_numpy(float), data["model"]):
+            if not (math.isnan(lo) or math.isnan(hi)):
+                ax.errorbar([xi], [yi], xerr=[[xi - lo], [hi - xi]], fmt="none", ecolor=colours.get(model, "grey"),
+                            elinewidth=1.2, capsize=3, zorder=2)
     if {"miou_ci95_low", "miou_ci95_high"} <= set(data.columns):  # the 95% interval over seeds
         low, high = data["miou_ci95_low"].to_numpy(float), data["miou_ci95_high"].to_numpy(float)
         for xi, lo, hi, model in zip(x, low, high, data["model"]):
@@ -216,7 +229,7 @@ def depth_tradeoff_figure(table: pd.DataFrame, colours: dict[str, tuple], axis: 
         baseline = data["mean_baseline"].dropna()
         if not baseline.empty:
             ax.axhline(float(baseline.iloc[0]), ls=":", color="dimgrey", lw=1.2, label="mean-depth predictor")
-            ax.legend(loc="upper right", fontsize=7)
+            ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=7, frameon=False)  # above the panel
         if use_log_scale(x):
             ax.set_xscale("log")
         ax.set_xlabel(setting + (", log scale" if use_log_scale(x) else ""))
@@ -255,5 +268,5 @@ def time_curves_figure(table: pd.DataFrame, colours: dict[str, tuple], axis: Cos
     ax.set_xlabel("training time (s, cumulative, DVCLive elapsed_s)")
     ax.set_ylabel("best validation mIoU so far")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    fig.legend(loc="outside right upper", fontsize=8)  # off the data: inside, it covered the slower curves
     return fig

@@ -8,7 +8,7 @@ import math
 
 from ..comparison import NEEDS_SEEDS, ScoreComparison
 from ..environment import describe_env, env_differences
-from ..stats import format_probability
+from ..stats import format_probability, mean_of
 from .spec import SCORE_LABELS
 from .view import TIMED_PARTS, CostEnvironments, ModelMetrics
 
@@ -131,6 +131,23 @@ def backend_note(metrics: list[ModelMetrics]) -> str:
     return "".join(lines)
 
 
+MISSED_IOU = 0.05  # a class every model scores below this IoU on: no model has learnt it
+
+
+def missed_classes_note(metrics: list[ModelMetrics]) -> str:
+    """One line naming the classes every model misses (plots/iou_per_class), or nothing: a blind spot of the
+    data or the setup, not of one model."""
+    scored = [m.eval.get("iou_per_class") or {} for m in metrics]
+    classes = list(dict.fromkeys(c for ious in scored for c in ious))
+    missed = [c for c in classes if all(mean_of(ious.get(c)) < MISSED_IOU for ious in scored if c in ious)
+              and any(c in ious for ious in scored)]
+    if not missed:
+        return ""
+    best = {c: max(mean_of(ious.get(c)) for ious in scored if c in ious) for c in missed}
+    return (f"⚠ Every model misses {', '.join(f'{c} (best IoU {best[c]:.3f})' for c in missed)} (IoU < {MISSED_IOU:g}): "
+            "a class too rare or too small at this resolution for this training; see plots/iou_per_class.\n")
+
+
 def environment_note(envs: CostEnvironments) -> str:
     """One line: the environment every cost was measured in, or a warning naming the environments and how they differ."""
     distinct = envs.distinct
@@ -171,5 +188,5 @@ def notes(metrics: list[ModelMetrics], comparisons: dict[str, ScoreComparison], 
     report/equal_time.py's EqualTime."""
     unstable = {m for m, found in (diagnoses or {}).items() if any(d.kind == "unstable" for d in found)}
     return (significance_note(comparisons, unstable) + split_note(metrics) + equal_time_note(equal, envs)
-            + backend_note(metrics) + diagnosis_note(diagnoses)
+            + backend_note(metrics) + missed_classes_note(metrics) + diagnosis_note(diagnoses)
             + environment_note(envs) + contention_note(metrics))

@@ -24,7 +24,7 @@ from ..keys import (
 )
 from ..stats import mean_of
 from .equal_time import best_so_far, time_table
-from .pareto import cost_tests, pareto_front
+from .pareto import cost_interval, cost_tests, pareto_front
 from .spec import DEPTH_COSTS, CostAxis
 from .view import CostEnvironments, ModelMetrics, ReportInputs, cost_environments, learned, read_train_log
 
@@ -71,8 +71,9 @@ def fastest_backend(m: ModelMetrics) -> tuple[str, float]:
 
 def tradeoff_table(metrics: list[ModelMetrics], axis: CostAxis, better: np.ndarray | None = None,
                    envs: CostEnvironments | None = None) -> pd.DataFrame:
-    """Long form: one row per (setting, model): model, setting, cost, miou, its 95% interval over
-    seeds (error bars; empty for one seed), pareto (within the setting; `better`: see pareto_front),
+    """Long form: one row per (setting, model): model, setting, cost, its 95% interval (<cost>_ci95_low /
+    _high: over profiling rounds or seeds; empty where exact), miou, its 95% interval over seeds (error bars;
+    empty for one seed), pareto (within the setting; `better`: see pareto_front),
     env (the timing's environment id) and flag ("contended", "other environment": a timing not
     comparable with the rest; empty for sizes and FLOPs, which do not depend on the machine)."""
     envs = envs or cost_environments(metrics)
@@ -90,6 +91,10 @@ def tradeoff_table(metrics: list[ModelMetrics], axis: CostAxis, better: np.ndarr
             "miou_ci95_low": [m.interval("eval", "miou")[0] for m in metrics],
             "miou_ci95_high": [m.interval("eval", "miou")[1] for m in metrics],
         })
+        ends = [cost_interval(m, axis.part, key) for m in metrics]  # error bars on the cost axis too
+        exact = [lo == hi for lo, hi in ends]
+        frame[f"{axis.column}_ci95_low"] = [math.nan if x else lo for (lo, _), x in zip(ends, exact)]
+        frame[f"{axis.column}_ci95_high"] = [math.nan if x else hi for (_, hi), x in zip(ends, exact)]
         frame["pareto"] = pareto_front(frame["miou"].to_numpy(), frame[axis.column].to_numpy(), better,
                                        cost_tests(metrics, axis.part, key))
         frame["converged"] = [m.converged() for m in metrics]
