@@ -258,3 +258,14 @@ def test_an_existing_scheduler_with_workers_started_by_hand(project, tmp_path):
         for process in [*workers, scheduler]:
             process.terminate()
             process.wait(timeout=30)
+
+
+def test_no_library_module_or_stage_imports_the_executor():
+    """The executor sits beside the commands: the library and the stages run the same without it."""
+    repo = Path(__file__).resolve().parents[1]
+    package = repo / "src" / "segbench"
+    library = [p for p in package.rglob("*.py") if p.relative_to(package).parts[0] != "cluster"
+               and p != package / "commands" / "cluster_repro.py"]
+    users = [str(p.relative_to(repo)) for p in [*library, *(repo / "stages").glob("*.py")]
+             if any(name in p.read_text() for name in ("segbench.cluster", "from .cluster", "from ..cluster"))]
+    assert not users, users

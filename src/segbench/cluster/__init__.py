@@ -6,6 +6,7 @@ record       the coordinator's DVC side: skip / run cache / remove outs before, 
 worker       the function a Dask worker runs: the stage's command, on its own GPUs and cores
 coordinator  submits ready stages, records each as it finishes, reports progress and faults
 connect      a local cluster, or an existing scheduler with a stated timeout
+repro        the command's body: plan, lock the workspace, connect, run, summarise
 
 The coordinator is the only writer of dvc.lock and the DVC cache; workers only run commands.
 No library module imports this package, and no stage does (dvc.yaml needs no change for it).
