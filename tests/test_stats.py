@@ -286,3 +286,22 @@ def test_latency_test_calls_identical_distributions_the_same_and_finds_20_percen
     found = [welch(_latency(12.0, 6, rng), _latency(10.0, 6, rng)).low > 0 for _ in range(300)]
     assert np.mean(same) >= 0.95 and np.mean(found) >= 0.8, (np.mean(same), np.mean(found))
     assert _latency(10.0, 1, rng) is None  # one round: no spread between processes, no test
+
+
+def test_a_test_split_of_one_image_is_not_enough_data():
+    from segbench.errors import DataError
+
+    rng = np.random.default_rng(1)
+    truth = rng.integers(50, 800, (1, 6)).astype(float)
+    per_image = {m: {"mask_counts": simulated_config(rng, truth, np.zeros((1, 1)), 0.0, 3)} for m in "ab"}
+    with pytest.raises(DataError, match="has 1 image; comparing models needs at least 2 test images.*not enough data"):
+        compare_scores(per_image, 100)
+
+
+def test_identical_per_seed_scores_are_tied_and_named_not_unstable():
+    rng = np.random.default_rng(2)
+    truth = rng.integers(50, 800, (40, 6)).astype(float)
+    counts = simulated_config(rng, truth, rng.normal(0, 0.8, (40, 1)), 0.0, 3)
+    result = compare_scores({"a": {"mask_counts": counts}, "b": {"mask_counts": counts.copy()}}, 200)["miou"]
+    assert result.verdicts["b"] in ("equivalent", "inconclusive") and result.identical == [("a", "b")]
+    assert result.tied_neighbours == {} and result.p_best["a"] == pytest.approx(0.5, abs=0.1)

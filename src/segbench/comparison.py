@@ -169,7 +169,9 @@ def compare_scores(per_image: dict[str, dict[str, np.ndarray]], resamples: int =
             continue
         n_images = per_image[models[0]][rule.array].shape[1]
         if n_images < 2:
-            raise DataError(f"the evaluated split has {n_images} image(s); a comparison needs at least 2")
+            raise DataError(f"metrics/*/seeds/*/per_image.npz: the evaluated split has {n_images} image; comparing "
+                            "models needs at least 2 test images (their resamples are the test-set noise): not enough "
+                            "data: evaluate on a larger test split")
         weights = bootstrap_weights(n_images, resamples, seed)
         full, resampled = zip(*(seed_scores(per_image[m][rule.array], rule, weights) for m in models))
         with warnings.catch_warnings():  # a resample where a score is undefined for every seed stays NaN
