@@ -1,6 +1,7 @@
 """How long do the aggregation and the paired bootstrap take, and are the intervals calibrated?
 
     python benchmarks/bench_stats.py [--models 7] [--seeds 3] [--images 80] [--resamples 2000] [--repeats 300]
+    python benchmarks/bench_stats.py --only-speed    # 1. alone;  --table: the calibration of every summary statement
 
 1. Speed (target: <= 10 s on 2 cores for 7 models x 3 seeds x 80 test images): the plot
    stage's statistics on the committed default run's per-image files when they are there
@@ -263,7 +264,11 @@ def main() -> None:
     parser.add_argument("--only-k", action="store_true", help="only the k-model calibration (set, verdicts, seeds)")
     parser.add_argument("--margin", type=float, default=0.01, help="plot.equivalence_margin")
     parser.add_argument("--table", action="store_true", help="only the calibration table of every summary statement")
+    parser.add_argument("--only-speed", action="store_true", help="only the plot stage's statistics, timed")
     args = parser.parse_args()
+    if args.only_speed:
+        speed(args)
+        return
     if args.table:
         calibration_table(args.repeats)
         return

@@ -151,9 +151,17 @@ def test_every_declared_plot_draws_offline(report):
         drawn = [c for n in view.walk() if "role-mark" in n.attrs.get("class", "") for c in n.children]
         assert drawn, f"{view.attrs.get('id')}: axes but no data drawn"
         assert "error" not in view.all_text().lower(), view.attrs.get("id")
+        # readable at 100% zoom: each view fits the 1400-pixel window (a strip of panels did not)
+        sizes = [(float(n.attrs["width"]), float(n.attrs.get("height", 0))) for n in view.walk()
+                 if n.tag == "svg" and "width" in n.attrs]
+        assert all(w <= 1400 for w, _ in sizes), (view.attrs.get("id"), sizes)
 
     imgs = [n for n in tree.walk() if n.tag == "img"]
     assert len(imgs) >= len(images)
+    from PIL import Image  # the PNGs the page shows: at most 3 trade-off panels a row (issue 34's 4824 x 576 strip)
+    for png in (repo / "plots").glob("miou_vs_*.png"):
+        with Image.open(png) as picture:
+            assert picture.width <= 2100 and picture.height <= 2400, (png.name, picture.size)
     assert all(n.attrs.get("data-segbench-loaded") == "true" for n in imgs), [n.attrs.get("src") for n in imgs]
     status = next(n for n in tree.walk() if n.attrs.get("id") == "segbench-status")
     assert status.attrs["data-failed"] == "0" and status.attrs["data-broken-images"] == "0", status.all_text()
