@@ -266,12 +266,8 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="only the calibration table of every summary statement")
     parser.add_argument("--only-speed", action="store_true", help="only the plot stage's statistics, timed")
     args = parser.parse_args()
-    if args.only_speed:
-        speed(args)
-        return
-    if args.table:
-        calibration_table(args.repeats)
-        return
+    if args.only_speed or args.table:
+        return speed(args) if args.only_speed else calibration_table(args.repeats)
     if args.only_diff:
         print_diff_calibration(args.repeats)
         return
