@@ -1,5 +1,5 @@
 """Validating params and the stages that run no model import no torch: the names params may
-use are declared torch-free (segbench.catalog, segbench.models.options), and each declaration
+use are declared torch-free (segbench.catalog, segbench.models.archs), and each declaration
 matches what the implementing module registers."""
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from fake_run import MODELS, fake_run
 from segbench import catalog
 from segbench.models import MODELS as ARCHS
 from segbench.models import builder
-from segbench.models.options import BACKBONE_STRIDES, RESNET_UNET_ENCODERS
+from segbench.models.archs.deeplabv3 import BACKBONE_STRIDES
+from segbench.models.archs.resnet_unet import ENCODERS as RESNET_UNET_ENCODERS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +81,7 @@ def test_every_declared_architecture_has_its_builder():
 
 
 def test_a_builder_registered_with_other_options_than_declared_is_refused():
-    from segbench.models.options import ENetOptions
+    from segbench.models.archs.enet import ENetOptions
     from segbench.models.registry import register_model
 
     with pytest.raises(RuntimeError, match="declared with UNetOptions"):

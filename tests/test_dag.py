@@ -16,12 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 MODEL = "unet"  # stands for ${key} in the foreach stages and ${item.model} in the matrix ones
 SEED = 0  # stands for ${item.seed} and ${seeds[0]} (the first listed seed)
+DATASET = "camvid"  # stands for ${data.dataset}
+LAYOUTS = "segbench.data.sources"
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
 def substitute(node, model: str, seed: int = SEED):
     if isinstance(node, str):
-        for var, value in (("${key}", model), ("${item.model}", model), ("${item.seed}", seed), ("${seeds[0]}", seed)):
+        for var, value in (("${key}", model), ("${item.model}", model), ("${item.seed}", seed), ("${seeds[0]}", seed),
+                           ("${data.dataset}", DATASET)):
             node = node.replace(var, str(value))
         return node
     if isinstance(node, list):
@@ -39,7 +42,7 @@ def stage(name: str, model: str = MODEL, seed: int = SEED) -> dict:
     if "matrix" in spec:
         assert spec["matrix"] == {"model": "${models}", "seed": "${seeds}"}, name
         return substitute({k: v for k, v in spec.items() if k != "matrix"}, model, seed)
-    return spec
+    return substitute(spec, model, seed)  # ${data.dataset}
 
 
 def declared(spec: dict, *fields: str) -> set[str]:
@@ -141,6 +144,29 @@ def stage_builds_models(script: Path) -> bool:
                for name in closure_names(script) if name != "segbench.models")
 
 
+# The stages that run the active dataset layout (data.dataset), loaded by name: they depend on its
+# module and the layouts' helpers (segbench.data.sources.base.HELPERS), never on another layout's module.
+RUNS_THE_LAYOUT = ("download", "preprocess")
+
+
+def layout_files(dataset: str) -> set[str]:
+    from segbench.data.sources.base import HELPERS
+
+    closure = code.import_closure([f"{LAYOUTS}.{dataset}"])
+    assert closure - {f"{LAYOUTS}.{h}" for h in HELPERS} <= {f"{LAYOUTS}.{dataset}", LAYOUTS, "segbench.errors",
+                                                              "segbench.registry", "segbench", "segbench.data"}, closure
+    return {f"src/segbench/data/sources/{name}.py" for name in (dataset, *HELPERS)}
+
+
+def test_only_download_and_preprocess_depend_on_a_layout_module():
+    from segbench.data.sources import SOURCES
+
+    for name in STAGES:
+        layouts = {d for d in expand(code_deps(stage(name))) for layout in SOURCES.declared()
+                   if d == f"src/segbench/data/sources/{layout}.py"}
+        assert layouts == ({f"src/segbench/data/sources/{DATASET}.py"} if name in RUNS_THE_LAYOUT else set()), name
+
+
 def every_arch_file() -> set[str]:
     return {f"src/{name}" for arch in code.declared_archs() for name in code.arch_files(arch)}
 
@@ -165,6 +191,8 @@ def dep_gaps(name: str) -> tuple[list[str], list[str]]:
     loaded = import_closure(REPO / script) | {script}
     if name == "model_code":  # it reads (hashes) every architecture's files
         loaded |= every_arch_file()
+    if name in RUNS_THE_LAYOUT:
+        loaded |= layout_files(DATASET)
     named = expand(code_deps(spec))
     return sorted(loaded - named), sorted(named - loaded)
 

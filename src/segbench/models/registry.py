@@ -19,14 +19,12 @@ declarations in segbench.catalog).
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import pkgutil
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ..catalog import TASKS
 from ..errors import ConfigError
-from ..registry import Registry
+from ..registry import LazyRegistry
 from ..schema import parse
 
 SEGMENTATION = ("segmentation",)
@@ -41,36 +39,12 @@ class ModelEntry:
 
 
 DECLARATIONS = f"{__package__}.archs"  # the package of archs/<arch>.py
+MODELS: LazyRegistry[ModelEntry] = LazyRegistry("model arch", DECLARATIONS)
 
 
 def declared_archs() -> list[str]:
     """The architectures archs/ declares, from its file names (nothing imported)."""
-    spec = importlib.util.find_spec(DECLARATIONS)
-    return [m.name for m in pkgutil.iter_modules(spec.submodule_search_locations) if not m.name.startswith("_")]
-
-
-class ModelRegistry(Registry[ModelEntry]):
-    """A registry whose built-in entries load on first lookup: `get("unet")` imports archs/unet.py,
-    which declares it; names() lists every architecture, declared or registered at run time."""
-
-    def _load(self, name: object) -> None:
-        if isinstance(name, str) and name not in self._items and name in declared_archs():
-            importlib.import_module(f"{DECLARATIONS}.{name}")
-            if name not in self._items:
-                raise RuntimeError(f"model arch {name!r}: {DECLARATIONS}.{name} declares no architecture of that name")
-
-    def names(self) -> list[str]:
-        return sorted(set(self._items) | set(declared_archs()))
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._items or name in declared_archs()
-
-    def get(self, name: str, where: str = "") -> ModelEntry:
-        self._load(name)
-        return super().get(name, where)
-
-
-MODELS = ModelRegistry("model arch")
+    return MODELS.declared()
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 
 

@@ -6,6 +6,9 @@ one mask (and, for sources with depth, one depth map: see depth.py). The preproc
 picklable (module-level functions or functools.partial of them): preprocess runs them in
 worker processes.
 
+A layout's module is named after it and imported on the first SOURCES.get of its name (base.py:
+SOURCES lists the names from the file names, HELPERS aside), so a stage imports the active layout only.
+
 The embedded default (`synthetic`) also has `generate(params, dest)`: it writes its files
 instead of downloading them (its scenes are drawn in scenes.py).
 
@@ -15,9 +18,3 @@ the layouts that read it (as models/options.py declares the architectures' optio
 from .base import (IMAGE_EXTENSIONS, SOURCES, SPLITS, RawDataset, Sample, Source,  # noqa: F401
                    ignore_index_problem, list_images, locate, pair_by_stem, read_rgb)
 
-from . import synthetic  # noqa: E402,F401  (registers)
-from . import camvid  # noqa: E402,F401
-from . import cityscapes_pairs  # noqa: E402,F401
-from . import floodnet  # noqa: E402,F401
-from . import folder  # noqa: E402,F401
-from . import stanford_background  # noqa: E402,F401

@@ -9,7 +9,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from ...errors import DataError
-from ...registry import Registry
+from ...registry import LazyRegistry
 
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -103,4 +103,9 @@ def pair_by_stem(images: list[Path], masks: list[Path], where: str) -> list[Samp
     return samples
 
 
-SOURCES: Registry[Source] = Registry("dataset")
+# The modules of this package that help the layouts and declare none.
+HELPERS = ("base", "depth", "masks", "options", "scenes")
+# One layout per module, named after it (`dataset: camvid` -> camvid.py), imported on first lookup:
+# validating params lists the names without importing a layout, and a new layout's module touches no
+# stage of another dataset (download and preprocess depend on the active layout's module only).
+SOURCES: LazyRegistry[Source] = LazyRegistry("dataset", __package__, HELPERS)
