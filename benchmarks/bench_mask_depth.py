@@ -2,11 +2,12 @@
 of this repository, then its depth table: each model's depth RMSE against the RMSE of predicting
 the training split's mean depth everywhere, and what it cost.
 
-    python benchmarks/bench_mask_depth.py [--params params/mask_depth.yaml] [--subset N] [--epochs N] [--lr X]
+    python benchmarks/bench_mask_depth.py [--params params/mask_depth.yaml] [--subset N] [--epochs N] [--lr X] [--seeds N]
                                           [--models unet_lean_l1 resnet34_unet_l1 ...] [--keep DIR]
 
 --subset sets data.subset (the 24 / 1000-image tiers); --epochs and --lr set train.epochs and
-train.lr for every model; --models keeps only those rows. The copy
+train.lr for every model; --seeds N keeps the file's first N training seeds (each row is the mean
+over them); --models keeps only those rows. The copy
 lives in a temporary folder (or --keep DIR, to look at its plots afterwards). Asserts nothing.
 """
 from __future__ import annotations
@@ -26,10 +27,15 @@ from scratch import scratch_repo
 REPO = Path(__file__).resolve().parents[1]
 
 
+def mean(metrics: dict) -> dict:
+    """A metrics file's scores as numbers: the mean over seeds where aggregate summarised several."""
+    return {k: v["mean"] if isinstance(v, dict) and "mean" in v else v for k, v in metrics.items()}
+
+
 def table(dest: Path, models: list[str]) -> list[dict]:
     rows = []
     for name in models:
-        read = lambda part, name=name: json.loads((dest / "metrics" / name / f"{part}.json").read_text())  # noqa: E731
+        read = lambda part, name=name: mean(json.loads((dest / "metrics" / name / f"{part}.json").read_text()))  # noqa: E731
         ev, train, prof = read("eval"), read("train"), read("profile")
         rows.append({"model": name, "params_m": prof["params"] / 1e6, "depth_rmse": ev["depth_rmse"],
                      "mean_rmse": ev["depth_rmse_mean_baseline"], "x_better": ev["depth_rmse_vs_mean_baseline"],
@@ -44,6 +50,7 @@ def main() -> None:
     ap.add_argument("--subset", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--models", nargs="*", default=None)
     ap.add_argument("--keep", type=Path, default=None)
     args = ap.parse_args()
@@ -55,6 +62,8 @@ def main() -> None:
         params["train"]["epochs"] = args.epochs
     if args.lr is not None:
         params["train"]["lr"] = args.lr
+    if args.seeds is not None:
+        params["seeds"] = params["seeds"][:args.seeds]
     if args.models:
         params["models"] = {k: v for k, v in params["models"].items() if k in args.models}
     dest = args.keep or Path(tempfile.mkdtemp(prefix="segbench-mask-depth-"))

@@ -9,7 +9,7 @@ from typing import Any
 
 from dvc.utils.serialize import modify_yaml
 
-from segbench.commands.demo import _inline, quick_params
+from segbench.commands.demo import inline_list, quick_params
 
 # On top of `segbench demo`'s cut (seeds, epochs, one eager profiling round): the fewest timed runs
 # the config accepts, small evaluation extras, the smallest bootstrap.
@@ -32,10 +32,10 @@ def _small_batches(train: Any, batch_size: int) -> None:
 def _shrink_data(data: Any, image_size: tuple[int, int], subset: int, data_path: str | Path | None) -> None:
     if not isinstance(data, dict):
         return
-    data["image_size"] = _inline(list(image_size))
+    data["image_size"] = inline_list(list(image_size))
     data["subset"] = subset
     data["workers"] = 1
-    if data_path is not None:
+    if data_path is not None and "path" in data:  # only a dataset read from a folder has one
         data["path"] = str(data_path)
     synthetic = data.get("synthetic")
     if isinstance(synthetic, dict):  # generating fewer, smaller scenes is most of a tiny run's preprocess
@@ -51,7 +51,7 @@ def shrink_params(params_path: Path, *, seeds: int = 1, epochs: int = 1, image_s
     seeds: keep the first N of `seeds:` (a file without `seeds:` stays without it: that is a bug
     the run must show). epochs: the shared and every model's own `train.epochs`. subset: images per
     split (`data.subset`; synthetic data also generates only that many). data_path: replaces
-    `data.path` (a relative path in a shipped file means nothing in a scratch copy)."""
+    `data.path` where the file sets one (a relative path means nothing in a scratch copy)."""
     with modify_yaml(Path(params_path)) as params:
         quick_params(params, seeds=seeds, epochs=epochs)
         _shrink_data(params.get("data"), image_size, subset, data_path)

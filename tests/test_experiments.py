@@ -152,3 +152,20 @@ def test_set_param_rewrite_of_the_default_params_still_loads(tmp_path):
     assert load_params(params).train.amp == "auto"
     apply_overrides(str(params), ["++train.amp=off"])  # YAML 1.1 reads a bare off as false
     assert load_params(params).train.amp == "off"
+
+
+def test_documented_per_model_experiment_reruns_only_that_model(benchmark_repo, tmp_path):
+    """The docs' one more experiment: `dvc exp run -S '++models.unet.train.lr=0.01'`. `++` because
+    DVC's -S (Hydra overrides) refuses a plain key the params file lacks, and a model entry holds
+    only what it changes (models.unet has no train: section); `++` adds it, or sets it where it is."""
+    repo = tmp_path / "repo"
+    shutil.copytree(benchmark_repo, repo, symlinks=True)  # dvc exp run applies its result to the workspace
+    plain = dvc(["exp", "run", "-S", "models.unet.train.lr=0.01"], repo, check=False)
+    assert plain.returncode != 0 and "Invalid `--set-param` value" in plain.stderr + plain.stdout
+
+    out = dvc(["exp", "run", "-S", "++models.unet.train.lr=0.01"], repo).stdout
+    assert {"train@unet-0", "evaluate@unet-0", "aggregate@unet", "plot"} <= ran_stages(out), out
+    assert not {"download", "preprocess"} & ran_stages(out), out
+    assert yaml.safe_load((repo / "params.yaml").read_text())["models"]["unet"]["train"] == {"lr": 0.01}
+    table = list(csv.DictReader(io.StringIO(dvc(["exp", "show", "--csv"], repo).stdout)))
+    assert [row["models.unet.train.lr"] for row in table if row["typ"].startswith("branch")] == ["0.01"], table

@@ -44,16 +44,16 @@ def quick_params(params: dict[str, Any], *, seeds: int = 1, epochs: int = 3) -> 
     for entry in (params.get("models") or {}).values():
         if isinstance(entry, dict) and isinstance(entry.get("train"), dict) and "epochs" in entry["train"]:
             entry["train"]["epochs"] = epochs
-    params.setdefault("profile", {}).update({k: _inline(v) for k, v in QUICK_PROFILE.items()})
+    params.setdefault("profile", {}).update({k: inline_list(v) for k, v in QUICK_PROFILE.items()})
 
 
-def _inline(value: Any) -> Any:
+def inline_list(value: Any) -> Any:
     """Lists written [a, b] as the params files write theirs (DVC's round-trip YAML keeps comments)."""
     if not isinstance(value, list):
         return value
     from ruamel.yaml.comments import CommentedSeq
 
-    seq = CommentedSeq(_inline(v) for v in value)
+    seq = CommentedSeq(inline_list(v) for v in value)
     seq.fa.set_flow_style()
     return seq
 
