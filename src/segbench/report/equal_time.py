@@ -8,7 +8,7 @@ every seed of every learned model has run at least that long. Pure: logs in, tab
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -55,6 +55,7 @@ class EqualTime:
     budget_s: float  # NaN: no learned model logged its training time
     chosen: bool  # True: plot.equal_time_s; False: the shortest learned model's training time
     miou: dict[str, float]  # model -> mean over seeds of the best val mIoU within the budget (NaN: a seed had none)
+    per_seed: dict[str, list[float]] = field(default_factory=dict)  # model -> each seed's value (the interval's basis)
 
     @property
     def best(self) -> str:
@@ -72,4 +73,5 @@ def equal_time(curves: dict[str, list[np.ndarray]], budget_s: float | None = Non
     for model, runs in curves.items():
         values = [value_at(c, budget) for c in runs if len(c)] if not math.isnan(budget) else []
         miou[model] = float(np.mean(values)) if values and len(values) == len(runs) else math.nan
-    return EqualTime(budget, budget_s is not None, miou)
+    per_seed = {m: [value_at(c, budget) for c in runs] for m, runs in curves.items() if not math.isnan(miou[m])}
+    return EqualTime(budget, budget_s is not None, miou, per_seed)

@@ -8,7 +8,7 @@ import math
 
 from ..comparison import NEEDS_SEEDS, ScoreComparison
 from ..environment import describe_env, env_differences
-from ..stats import format_probability, mean_of
+from ..stats import compare, format_probability, mean_of, summarize
 from .spec import SCORE_LABELS
 from .view import TIMED_PARTS, CostEnvironments, ModelMetrics
 
@@ -110,12 +110,28 @@ def equal_time_note(equal, envs: CostEnvironments) -> str:
         return ""
     how = "plot.equal_time_s" if equal.chosen else "the shortest training time among learned models"
     sentence = (f"At equal training time ({equal.budget_s:.3g} s, {how}): {equal.best} reached the best validation "
-                f"mIoU ({equal.miou[equal.best]:.4f}).")
+                f"mIoU ({equal.miou[equal.best]:.4f}{_equal_time_interval(equal)}.")
     ids = {envs.ids.get((m, "train"), "") for m in equal.miou}
     if len(ids - {""}) > 1 or "mixed" in ids:
         sentence += (f" ⚠ The training times come from {len(ids - {''})} environments ({', '.join(sorted(ids - {''}))}): "
                      "they are not comparable, so neither is this.")
     return sentence + "\n"
+
+
+def _equal_time_interval(equal) -> str:
+    """The best model's 95% interval over seeds and its difference to the runner-up (Welch over seeds, one test)."""
+    seeds = equal.per_seed.get(equal.best, [])
+    if len(seeds) < 2:
+        return f"; {NEEDS_SEEDS} for an interval)"
+    own = summarize(seeds)
+    text = f" ± {(own['ci95_high'] - own['ci95_low']) / 2:.4f}, 95% over {own['n']} seeds"
+    others = sorted((v, m) for m, v in equal.miou.items() if m != equal.best and not math.isnan(v))
+    if others and len(equal.per_seed.get(others[-1][1], [])) >= 2:
+        runner = others[-1][1]
+        c = compare(seeds, equal.per_seed[runner], [], [])  # Welch: seeds only, no per-image part for validation
+        word = "significantly better" if c.significant else "not significantly better"
+        text += f"; vs {runner} {c.diff:+.4f} [{c.low:+.4f}, {c.high:+.4f}], {word}"
+    return text + ")"
 
 
 def backend_note(metrics: list[ModelMetrics]) -> str:
