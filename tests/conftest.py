@@ -75,11 +75,9 @@ def write_params(path: Path, params: dict) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    """A copy of the repository's pipeline files in a fresh git + DVC repo, with tiny params."""
-    dest = tmp_path / "repo"
-    dest.mkdir()
+def copy_pipeline(dest: Path) -> None:
+    """The repository's pipeline files (REPO_FILES), as the working tree has them, into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
     for name in REPO_FILES:
         src = REPO / name
         target = dest / name
@@ -88,6 +86,13 @@ def workspace(tmp_path: Path) -> Path:
             shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(src, target)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A copy of the repository's pipeline files in a fresh git + DVC repo, with tiny params."""
+    dest = tmp_path / "repo"
+    copy_pipeline(dest)
     write_params(dest / "params.yaml", TINY_PARAMS)
     git = ["git", "-c", "user.email=test@segbench", "-c", "user.name=segbench-test"]
     run(["git", "init", "-q"], dest)
