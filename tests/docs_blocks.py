@@ -127,7 +127,7 @@ def git_env(work: Path | None = None) -> dict[str, str]:
 
 def _shrink(block: Block, work: Path, keep: frozenset[str] = frozenset()) -> None:
     """Reduced size: params.yaml and every params/*.yaml the block names go through shrink_params,
-    then keep only the first model and those the page names (`keep`): a page shows a workflow, and
+    then keep only the first model and those the block names (`keep`): a page shows a workflow, and
     every model of every shipped params file runs in the params-file tests."""
     from dvc.utils.serialize import modify_yaml
     from reduced import shrink_params  # tests/reduced.py: the one definition of "reduced size"
@@ -141,10 +141,9 @@ def _shrink(block: Block, work: Path, keep: frozenset[str] = frozenset()) -> Non
                         del params["models"][model]
 
 
-def named_models(blocks: list[Block]) -> frozenset[str]:
-    """Words of a page's shell blocks that run, which may name a model (models.unet..., wider-unet)."""
-    shell = [block.text for block in blocks if block.lang in SHELL and block.skip_reason is None and not block.file]
-    return frozenset(re.findall(r"[A-Za-z_]\w*", "\n".join(shell)))
+def named_words(block: Block) -> frozenset[str]:
+    """The words of a block, which may name a model (models.unet.train.lr, wider-unet)."""
+    return frozenset(re.findall(r"[A-Za-z_]\w*", block.text))
 
 
 def _fail(block: Block, what: str, proc: subprocess.CompletedProcess) -> BlockFailed:
@@ -152,8 +151,7 @@ def _fail(block: Block, what: str, proc: subprocess.CompletedProcess) -> BlockFa
     return BlockFailed(f"{block.where}: {what} exited {proc.returncode}\n{textwrap.indent(out[-TAIL:], '  ')}")
 
 
-def run_block(block: Block, work: Path, timeout: float = 600, shrink: bool = True,
-              keep: frozenset[str] = frozenset()) -> None:
+def run_block(block: Block, work: Path, timeout: float = 600, shrink: bool = True) -> None:
     env = git_env(work)
     if block.file:
         target = work / block.file
@@ -173,7 +171,7 @@ def run_block(block: Block, work: Path, timeout: float = 600, shrink: bool = Tru
             raise BlockFailed(f"{block.where}: YAML does not parse: {exc}") from None
         return
     if shrink:
-        _shrink(block, work, keep)
+        _shrink(block, work, named_words(block))
     cmd = ["bash", "-e", "-o", "pipefail", "-c", block.text] if block.lang in SHELL else [sys.executable, "-c", block.text]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode:
@@ -182,9 +180,9 @@ def run_block(block: Block, work: Path, timeout: float = 600, shrink: bool = Tru
 
 def run_page(blocks: list[Block], work: Path, shrink: bool = True) -> int:
     """Run a page's unmarked blocks in order in `work`; the number run."""
-    ran, keep = 0, named_models(blocks)
+    ran = 0
     for block in blocks:
         if block.skip_reason is None:
-            run_block(block, work, shrink=shrink, keep=keep)
+            run_block(block, work, shrink=shrink)
             ran += 1
     return ran
