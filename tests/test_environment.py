@@ -239,3 +239,15 @@ def test_check_says_when_this_machine_differs_from_the_committed_metrics(tmp_pat
     line = _check(tmp_path, capsys)
     assert line.startswith("environment: this machine differs from the one that made metrics/big/profile.json")
     assert "cpu: Some Other CPU there, " in line and "torch: 0.0.1 there" in line and "will not reproduce" in line
+
+
+def test_the_recorded_fingerprint_holds_the_timing_fields_only(monkeypatch):
+    """Stage `environment` writes it and the profiles depend on it: a kernel update must not re-profile,
+    another CPU, core count or library version must."""
+    env = envmod.timing_fingerprint()
+    assert set(env) == set(envmod.TIMING_FIELDS) | {"id"} and "onnxruntime" in env
+    assert env["id"] == envmod.fingerprint()["id"]
+    monkeypatch.setattr(envmod.platform, "release", lambda: "99.0-another-kernel")
+    assert envmod.timing_fingerprint() == env
+    monkeypatch.setattr(envmod.os, "cpu_count", lambda: 512)
+    assert envmod.timing_fingerprint()["id"] != env["id"]

@@ -192,3 +192,14 @@ def test_torchvision_is_imported_only_by_models_built_on_it():
     built = _modules_after("from segbench.models import build_model\n"
                            "build_model('deeplabv3', 3, backbone='mobilenet_v3_small', aspp=True)")
     assert "torchvision" in built
+
+
+def test_validating_params_reads_only_the_declarations_of_the_architectures_they_name():
+    """A model's declaration is loaded by name: a new or edited architecture's files are read by no
+    stage of another model (tests/test_stale.py checks what DVC then re-runs)."""
+    loaded = _modules_after("from segbench.config import params_from_dict\n"
+                            "params_from_dict({'seeds': [0], 'models': {'a': {'arch': 'unet'}, 'b': {'arch': 'enet'}}})")
+    declarations = {name for name in loaded if name.startswith("segbench.models.archs.")}
+    assert declarations == {"segbench.models.archs.unet", "segbench.models.archs.enet"}
+    assert "torch" not in loaded and "segbench.data.sources.camvid" not in loaded  # nor a dataset layout not used
+    assert set(MODELS.names()) >= {"unet", "enet", "deeplabv3", "lraspp_mobilenet_v3_large"}  # listed from file names
