@@ -129,8 +129,8 @@ class Coordinator:
 def _start_watcher(client, say) -> None:
     """Start lines: each worker logs an event when a stage's command starts there."""
     def started(event) -> None:
-        _, (stage, worker) = event
-        say(f"started {stage} on {worker} ({time.strftime('%H:%M:%S')})")
+        when, (stage, worker) = event  # the worker's clock when the command started, not when the line arrives
+        say(f"started {stage} on {worker} ({time.strftime('%H:%M:%S', time.localtime(when))})")
 
     client.subscribe_topic(TOPIC, started)
 
