@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 GIT_ID = ["-c", "user.email=test@segbench", "-c", "user.name=segbench-test"]
 
 
-def dvc(args: list[str], cwd: Path, check: bool = True, timeout: float = 300):
+def dvc(args: list[str], cwd: Path, check: bool = True, timeout: float = 900):
     return run([sys.executable, "-m", "dvc", *args], cwd, check=check, timeout=timeout)
 
 
