@@ -143,6 +143,16 @@ def _run_one(cmd: str, task: StageTask, env: dict[str, str], cores: list[int], l
                 return -signal.SIGTERM
 
 
+def _stage_environ() -> dict[str, str]:
+    """The worker's environment without what Dask's nanny put there for its own threads
+    (OMP/MKL/OpenBLAS_NUM_THREADS=1, ...): a stage gets its cores by CPU affinity, so torch and
+    BLAS size their thread pools as under `dvc repro` (one thread of BLAS would change the sums)."""
+    import dask
+
+    dask_set = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **dask.config.get("distributed.nanny.environ", {})}
+    return {k: v for k, v in os.environ.items() if k not in dask_set or str(dask_set[k]) != v}
+
+
 def _die_with_parent() -> None:
     import ctypes
 
@@ -166,8 +176,7 @@ def run_stage(task: StageTask) -> StageResult:
     gpus, taken = SLOTS.take(task.gpus, groups, task.exclusive, worker_gpu_ids(int(worker.state.total_resources.get("GPU", 0))))
     cores = [c for i in taken for c in groups[i]]
     worker.log_event(TOPIC, [task.stage, worker.address])
-    env = {**os.environ, **task.env, "OMP_NUM_THREADS": str(max(1, len(cores))),
-           "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+    env = {**_stage_environ(), **task.env, "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
     try:
         _remove_outs(task)
         log_path.parent.mkdir(parents=True, exist_ok=True)
