@@ -125,15 +125,17 @@ def git_env(work: Path | None = None) -> dict[str, str]:
                 GIT_COMMITTER_NAME="docs", GIT_COMMITTER_EMAIL="docs@example.org")
 
 
-def _shrink(block: Block, work: Path, keep: frozenset[str] = frozenset()) -> None:
-    """Reduced size: params.yaml and every params/*.yaml the block names go through shrink_params,
-    then keep only the first model and those the block names (`keep`): a page shows a workflow, and
-    every model of every shipped params file runs in the params-file tests."""
+def _shrink(block: Block, work: Path, keep: frozenset[str], done: set[str]) -> None:
+    """Reduced size, once per page and file: params.yaml and every params/*.yaml the block names go
+    through shrink_params, then keep only the first model and those the page's commands name
+    (`keep`): a page shows a workflow, and every model of every shipped params file runs in the
+    params-file tests. Once: a later block sees the file as the page's commands left it."""
     from dvc.utils.serialize import modify_yaml
     from reduced import shrink_params  # tests/reduced.py: the one definition of "reduced size"
 
-    for name in {"params.yaml", *PARAMS_FILE_RE.findall(block.text)}:
+    for name in {"params.yaml", *PARAMS_FILE_RE.findall(block.text)} - done:
         if (work / name).is_file():
+            done.add(name)
             shrink_params(work / name)
             with modify_yaml(work / name) as params:
                 for model in list(params.get("models") or {})[1:]:
@@ -141,9 +143,10 @@ def _shrink(block: Block, work: Path, keep: frozenset[str] = frozenset()) -> Non
                         del params["models"][model]
 
 
-def named_words(block: Block) -> frozenset[str]:
-    """The words of a block, which may name a model (models.unet.train.lr, wider-unet)."""
-    return frozenset(re.findall(r"[A-Za-z_]\w*", block.text))
+def named_words(blocks: list[Block]) -> frozenset[str]:
+    """The words of a page's commands that run, which may name a model (models.unet..., evaluate@unet-0)."""
+    shell = [block.text for block in blocks if block.lang in SHELL and block.skip_reason is None and not block.file]
+    return frozenset(re.findall(r"[A-Za-z_]\w*", "\n".join(shell)))
 
 
 def _fail(block: Block, what: str, proc: subprocess.CompletedProcess) -> BlockFailed:
@@ -151,7 +154,8 @@ def _fail(block: Block, what: str, proc: subprocess.CompletedProcess) -> BlockFa
     return BlockFailed(f"{block.where}: {what} exited {proc.returncode}\n{textwrap.indent(out[-TAIL:], '  ')}")
 
 
-def run_block(block: Block, work: Path, timeout: float = 600, shrink: bool = True) -> None:
+def run_block(block: Block, work: Path, timeout: float = 600, shrink: bool = True,
+              keep: frozenset[str] = frozenset(), done: set[str] | None = None) -> None:
     env = git_env(work)
     if block.file:
         target = work / block.file
@@ -171,7 +175,7 @@ def run_block(block: Block, work: Path, timeout: float = 600, shrink: bool = Tru
             raise BlockFailed(f"{block.where}: YAML does not parse: {exc}") from None
         return
     if shrink:
-        _shrink(block, work, named_words(block))
+        _shrink(block, work, keep, set() if done is None else done)
     cmd = ["bash", "-e", "-o", "pipefail", "-c", block.text] if block.lang in SHELL else [sys.executable, "-c", block.text]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode:
@@ -180,9 +184,9 @@ def run_block(block: Block, work: Path, timeout: float = 600, shrink: bool = Tru
 
 def run_page(blocks: list[Block], work: Path, shrink: bool = True) -> int:
     """Run a page's unmarked blocks in order in `work`; the number run."""
-    ran = 0
+    ran, keep, done = 0, named_words(blocks), set()
     for block in blocks:
         if block.skip_reason is None:
-            run_block(block, work, shrink=shrink)
+            run_block(block, work, shrink=shrink, keep=keep, done=done)
             ran += 1
     return ran
