@@ -29,7 +29,7 @@ if pathlib.Path("kill-" + name).exists() and tries.read_text() == "1":
     os.kill(os.getppid(), 9)  # the Dask worker running this stage dies mid-stage
 out = pathlib.Path("out") / (name.replace("@", "-") + ".txt"); out.parent.mkdir(exist_ok=True)
 out.write_text("partial")  # what an interrupted stage leaves behind
-time.sleep(float(os.environ.get("STEP_SLEEP_" + name.split("@")[0], os.environ.get("STEP_SLEEP", "0.8"))))
+time.sleep(float(os.environ.get("STEP_SLEEP_" + name.split("@")[0], os.environ.get("STEP_SLEEP", "0.4"))))
 if pathlib.Path("fail-" + name).exists():
     sys.exit("step " + name + ": told to fail")
 digest = hashlib.sha256(name.encode() + b"".join(pathlib.Path(d).read_bytes() for d in deps)).hexdigest()
@@ -102,6 +102,30 @@ def project(template, tmp_path) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def sequential(template, tmp_path_factory):
+    """`dvc repro` of the tiny project, once for the module; started at once, so it runs beside the
+    first cluster run. Call it for the finished project."""
+    root = tmp_path_factory.mktemp("sequential") / "project"
+    shutil.copytree(template, root, symlinks=True)
+    baseline = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-q"], cwd=root)
+
+    def finished() -> Path:
+        assert baseline.wait(timeout=120) == 0
+        return root
+
+    yield finished
+    baseline.wait(timeout=120)
+
+
+def assert_like_dvc_repro(project: Path, sequential: Path) -> None:
+    assert lock_entries(project) == lock_entries(sequential)  # every dep, out and params hash, field by field
+    assert "up to date" in dvc(project, "status")
+    for entry in lock_entries(project).values():  # every out is in the DVC cache, as after dvc repro
+        md5 = entry["outs"][0]["md5"]
+        assert (project / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).is_file()
+
+
 def cluster_repro(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "segbench", "cluster-repro", *args], cwd=root, capture_output=True,
                           text=True, timeout=120, env={**os.environ, **(env or {})})
@@ -119,20 +143,12 @@ def overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def test_the_lock_equals_dvc_repro_and_stages_ran_side_by_side(project, tmp_path):
-    sequential = tmp_path / "sequential"
-    shutil.copytree(project, sequential, symlinks=True)
-    baseline = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-q"], cwd=sequential)  # side by side: time
+def test_the_lock_equals_dvc_repro_and_stages_ran_side_by_side(project, sequential):
     done = cluster_repro(project, "--workers", "3")
-    assert baseline.wait(timeout=120) == 0
     assert done.returncode == 0, done.stderr + done.stdout
     assert "8 ran; 0 unchanged" in done.stdout and "dashboard: http" in done.stdout
     assert "started train@a-0 on tcp://" in done.stdout and "finished plot on tcp://" in done.stdout
-    assert lock_entries(project) == lock_entries(sequential)  # every dep, out and params hash, field by field
-    assert "up to date" in dvc(project, "status")
-    for entry in lock_entries(project).values():  # every out is in the DVC cache, as after dvc repro
-        md5 = entry["outs"][0]["md5"]
-        assert (project / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).is_file()
+    assert_like_dvc_repro(project, sequential())
     times = spans(project)
     trains = [times[f"train@{m}-{s}"] for m in "ab" for s in (0, 1)]
     assert any(overlaps(x, y) for i, x in enumerate(trains) for y in trains[i + 1:]), times  # concurrency happened
@@ -234,30 +250,66 @@ def test_a_killed_coordinator_then_a_failing_stage_keep_what_finished_and_reruns
     assert "up to date" in dvc(project, "status")
 
 
-def test_an_existing_scheduler_with_workers_started_by_hand(project, tmp_path):
-    """`dask scheduler` and `dask worker` processes, as on a cluster; a worker without `node` slots is named."""
+def one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr + done.stdout
+    assert message in done.stderr, done.stderr
+
+
+def test_workers_started_by_hand_in_their_own_clones_without_a_shared_file_system(template, sequential, tmp_path):
+    """`dask scheduler` and two `dask worker` processes, each in its own git clone, the outputs travelling
+    through a local-directory DVC remote; a worker without `node` slots, a dirty workspace and a commit
+    the workers cannot fetch are each one line."""
+    upstream = tmp_path / "upstream"  # where the coordinator pushes commits and the workers fetch them
+    shutil.copytree(template, upstream, symlinks=True)
+    dvc(upstream, "remote", "add", "-d", "store", str(tmp_path / "dvc-remote"))
+    commit = ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm"]
+    git(upstream, *commit, "a DVC remote", "--", ".dvc/config")
+    project, clones = tmp_path / "coordinator", [tmp_path / "clone-0", tmp_path / "clone-1"]
+    for where in (project, *clones):
+        git(tmp_path, "clone", "-q", str(upstream), str(where))
+    (project / "step.py").write_text(STEP + "# edited\n")
+    dirty = cluster_repro(project, "--no-shared-fs", "--scheduler", "tcp://127.0.0.1:9")
+    one_line_error(dirty, "--no-shared-fs: uncommitted changes to step.py; workers check out commit")
+    git(project, "checkout", "-q", "--", "step.py")
+
     address_file = tmp_path / "scheduler.json"
     dask = [str(Path(sys.executable).parent / "dask")]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     scheduler = subprocess.Popen([*dask, "scheduler", "--scheduler-file", str(address_file), "--port", "0",
-                                  "--dashboard-address", ":0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  "--dashboard-address", ":0"], **quiet)
     workers = []
     try:
         wait_for(address_file.exists)
         address = json.loads(address_file.read_text())["address"]
-        workers.append(subprocess.Popen([*dask, "worker", address, "--nthreads", "1"], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL))
-        bare = cluster_repro(project, "--scheduler", address, "download")
-        assert bare.returncode == 2 and "no worker has a `node` resource" in bare.stderr, bare.stderr
-        workers.append(subprocess.Popen([*dask, "worker", address, "--nthreads", "2", "--resources", "node=2"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        done = cluster_repro(project, "--scheduler", address, "train@a-0", "train@b-0")
+        workers.append(subprocess.Popen([*dask, "worker", address, "--nthreads", "1"], **quiet))
+        one_line_error(cluster_repro(project, "--scheduler", address, "download"), "no worker has a `node` resource")
+        for clone in clones:
+            workers.append(subprocess.Popen([*dask, "worker", address, "--nthreads", "2", "--resources", "node=2"],
+                                            env={**os.environ, "SEGBENCH_CLONE": str(clone)}, **quiet))
+        wait_for(lambda: len(workers_of(address)) == 3)
+        done = cluster_repro(project, "--scheduler", address, "--no-shared-fs")
         assert done.returncode == 0, done.stderr + done.stdout
-        assert set(lock_entries(project)) == {"download", "train@a-0", "train@b-0"}
-        assert "up to date" in dvc(project, "status", "train@a-0", "train@b-0")
+        assert "8 ran; 0 unchanged" in done.stdout, done.stdout
+        assert not (project / "times").exists()  # the commands ran in the clones, not in this workspace
+        assert {p.stem for c in clones for p in (c / "times").glob("*.json")} == set(STAGES)
+        assert_like_dvc_repro(project, sequential())
+
+        git(project, *commit, "not pushed", "--allow-empty")  # the workers cannot fetch this commit
+        before = (project / "dvc.lock").read_text()
+        moved = cluster_repro(project, "--scheduler", address, "--no-shared-fs", "-f", "download")
+        one_line_error(moved, "cannot reach the coordinator's commit")
+        assert (project / "dvc.lock").read_text() == before and (project / "out" / "download.txt").exists()
     finally:
         for process in [*workers, scheduler]:
             process.terminate()
             process.wait(timeout=30)
+
+
+def workers_of(address: str) -> dict:
+    from distributed import Client
+
+    with Client(address, timeout=10) as client:
+        return client.scheduler_info(n_workers=-1)["workers"]
 
 
 def test_no_library_module_or_stage_imports_the_executor():

@@ -9,6 +9,7 @@ from .. import __version__
 from . import record
 from .connect import check_node_resource, profile_worker, workers_of
 from .plan import Plan, removable_outs
+from .remote import RemoteSpec, fetch_outputs, push_inputs, spec_for
 from .resources import ClusterError, check_fits, load_stage_params, stage_request
 from .worker import TOPIC, StageTask, run_stage
 
@@ -23,8 +24,9 @@ class Outcome:
 
 
 class Coordinator:
-    def __init__(self, client, plan: Plan, root: str, force: bool = False, say=print) -> None:
+    def __init__(self, client, plan: Plan, root: str, force: bool = False, say=print, remote: RemoteSpec | None = None) -> None:
         self.client, self.plan, self.root, self.force, self.say = client, plan, root, force, say
+        self.remote = remote  # None: the workers share this workspace; else they use clones and the DVC remote
         self.workers = workers_of(client)
         check_node_resource(self.workers)
         params = load_stage_params(root, plan.names())
@@ -32,21 +34,37 @@ class Coordinator:
         self.requests = {s: stage_request(s.name, params, has_gpus) for s in plan.stages}
         check_fits({s.addressing: r for s, r in self.requests.items()}, self.workers)
         self.profile_host, self.profile_slots = profile_worker(self.workers)
+        if remote is not None:
+            self._check_clones()
         self.cancel = f"segbench-cancel-{uuid.uuid4().hex}"
         self.outcome = Outcome()
         self.done: set = set()
         self.pending = list(plan.stages)
         self.running: dict = {}  # future -> stage
 
+    def _check_clones(self) -> None:
+        """No shared file system: every worker with stage slots holds the commit, before anything runs."""
+        from .clone import check
+
+        slotted = [a for a, w in self.workers.items() if w.get("resources", {}).get("node")]
+        why = self.client.run(check, self.remote.commit, __version__, workers=slotted)
+        refused = sorted(line for line in why.values() if line)
+        if refused:
+            raise ClusterError(refused[0] + (f" (and {len(refused) - 1} more worker(s))" if len(refused) > 1 else ""))
+
     def _task(self, stage) -> StageTask:
         request = self.requests[stage]
         return StageTask(stage.addressing, tuple(_commands(stage)), self.root, _rel(stage.wdir, self.root),
                          removable_outs(stage), request.gpus, request.exclusive, self.cancel, __version__,
-                         {"DVC_ROOT": self.root, "DVC_STAGE": stage.addressing})
+                         {"DVC_ROOT": self.root, "DVC_STAGE": stage.addressing},
+                         None if self.remote is None else spec_for(self.remote, stage, self.plan.sources[stage]))
 
     def _submit(self, stage):
         request = self.requests[stage]
         where = {"workers": [self.profile_host], "allow_other_workers": False} if request.exclusive else {}
+        if self.remote is not None:
+            with record.dvc_section(stage.repo):
+                push_inputs(self.plan.sources[stage], self.remote.remote)
         return self.client.submit(run_stage, self._task(stage), key=f"{stage.addressing}-{uuid.uuid4().hex[:8]}",
                                   resources=request.dask_resources(self.profile_slots), pure=False, **where)
 
@@ -85,6 +103,9 @@ class Coordinator:
         if result.returncode:
             self._fail(stage, f"exit {result.returncode} after {took} on {result.worker}; log {result.log}:\n{result.log_tail}")
             return
+        if self.remote is not None:
+            with record.dvc_section(stage.repo):
+                fetch_outputs(stage, result.outs, result.files, self.remote.remote)
         record.record(stage)
         self.done.add(stage)
         self.outcome.ran.append(stage.addressing)

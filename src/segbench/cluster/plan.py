@@ -12,6 +12,7 @@ from .resources import ClusterError
 class Plan:
     stages: list            # dvc.stage.Stage, in DVC's order (upstream first)
     upstream: dict          # stage -> the stages of the plan it depends on
+    sources: dict = None    # stage -> every stage whose outs it reads (in the plan or not, `dvc add`ed data too)
 
     def names(self) -> list[str]:
         return [stage.addressing for stage in self.stages]
@@ -52,7 +53,8 @@ def build_plan(repo, targets: list[str], downstream: bool = False) -> Plan:
     graph = get_active_graph(repo.index.graph)
     steps = [s for s in plan_repro(graph, stages, downstream=downstream) if s.cmd and not s.frozen]
     chosen = set(steps)
-    return Plan(steps, {s: [u for u in graph.successors(s) if u in chosen] for s in steps})
+    return Plan(steps, {s: [u for u in graph.successors(s) if u in chosen] for s in steps},
+                {s: list(graph.successors(s)) for s in steps})
 
 
 def removable_outs(stage) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 TOPIC = "segbench-cluster-start"  # start lines: the coordinator subscribes
@@ -33,6 +33,7 @@ class StageTask:
     cancel_event: str = ""
     segbench_version: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    clone: object = None           # a remote.RemoteSpec: no shared file system, the worker's own clone
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class StageResult:
     log: str
     log_tail: str
     refused: str = ""              # why the worker would not run it (another segbench, no workspace)
+    outs: dict = field(default_factory=dict)   # no shared file system: the out entries the worker pushed
+    files: dict = field(default_factory=dict)  # and its `cache: false` outs, path -> bytes
 
 
 class _Slots:
@@ -95,7 +98,7 @@ def _refusal(task: StageTask) -> str:
     host = socket.gethostname()
     if task.segbench_version and task.segbench_version != __version__:
         return f"worker on {host} has segbench {__version__}, the coordinator {task.segbench_version}; install the same version"
-    if not (Path(task.root) / "dvc.yaml").is_file():
+    if task.clone is None and not (Path(task.root) / "dvc.yaml").is_file():
         return (f"worker on {host} cannot see the workspace {task.root} (no dvc.yaml there): "
                 "the workers must share the coordinator's file system")
     return ""
@@ -162,15 +165,49 @@ def _die_with_parent() -> None:
 
 def run_stage(task: StageTask) -> StageResult:
     """Run one stage's commands on this worker; never raises for a failing command (the coordinator
-    reports it), so Dask's retries are only for a lost worker."""
+    reports it), so Dask's retries are only for a lost worker. Without a shared file system it runs in
+    the worker's clone: inputs pulled from the DVC remote before, outputs pushed after."""
     from distributed import get_worker
+
+    from . import clone
 
     worker = get_worker()
     started = time.time()
-    log_path = Path(task.root) / ".dvc" / "tmp" / "cluster" / "logs" / f"{task.stage.replace('/', '_')}.log"
     refused = _refusal(task)
+    pushed: tuple[int, dict, dict] = (0, {}, {})
+    if task.clone is not None and not refused:
+        try:
+            with clone.CLONE_LOCK:
+                root = clone.clone_root(task.clone)
+            task = replace(task, root=str(root), env={**task.env, "DVC_ROOT": str(root)})
+        except clone.CloneError as exc:
+            refused = str(exc)
     if refused:
         return StageResult(task.stage, 2, worker.address, started, time.time(), "", "", refused)
+    log_path = Path(task.root) / ".dvc" / "tmp" / "cluster" / "logs" / f"{task.stage.replace('/', '_')}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        code = _pull(task, log)
+        code = code or _run_commands(task, worker, log)
+        if task.clone is not None and not code:
+            with clone.CLONE_LOCK:
+                pushed = clone.push_outputs(Path(task.root), task.stage, task.clone, log)
+            code = pushed[0]
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+    return StageResult(task.stage, code, worker.address, started, time.time(), str(log_path), tail,
+                       outs=pushed[1], files=pushed[2])
+
+
+def _pull(task: StageTask, log) -> int:
+    if task.clone is None:
+        return 0
+    from . import clone
+
+    with clone.CLONE_LOCK:
+        return clone.pull_inputs(Path(task.root), task.clone, log)
+
+
+def _run_commands(task: StageTask, worker, log) -> int:
     node = int(worker.state.total_resources.get("node", worker.state.nthreads))
     groups = core_groups(node)
     gpus, taken = SLOTS.take(task.gpus, groups, task.exclusive, worker_gpu_ids(int(worker.state.total_resources.get("GPU", 0))))
@@ -179,16 +216,13 @@ def run_stage(task: StageTask) -> StageResult:
     env = {**_stage_environ(), **task.env, "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
     try:
         _remove_outs(task)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("w") as log:
-            code = 0
-            for cmd in task.commands:
-                log.write(f"> {cmd}\n")
-                log.flush()
-                code = _run_one(cmd, task, env, cores, log)
-                if code:
-                    break
+        code = 0
+        for cmd in task.commands:
+            log.write(f"> {cmd}\n")
+            log.flush()
+            code = _run_one(cmd, task, env, cores, log)
+            if code:
+                break
     finally:
         SLOTS.give(gpus, taken)
-    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
-    return StageResult(task.stage, code, worker.address, started, time.time(), str(log_path), tail)
+    return code

@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--scheduler", metavar="ADDRESS", help="attach to a running Dask scheduler (tcp://host:8786)")
     parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
                         help="give up on an unreachable scheduler, or one without workers, after S seconds (default 10)")
+    parser.add_argument("--no-shared-fs", action="store_true",
+                        help="workers do not see this workspace: each uses its own clone ($SEGBENCH_CLONE) at this "
+                             "commit, pulling inputs from and pushing outputs to the DVC remote (docs/cluster.md)")
+    parser.add_argument("--remote", metavar="NAME", help="with --no-shared-fs: the DVC remote (default: the project's default)")
     parser.add_argument("--root", default=".", metavar="DIR",
                         help="the DVC project; runs as if started there, like `dvc --cd DIR` (default: here)")
 
@@ -32,12 +36,15 @@ def run(args: argparse.Namespace) -> None:
                             "-e '.[cluster]'") from None
     if args.workers < 0:
         raise SegbenchError(f"--workers {args.workers}: give a positive number of stage slots")
+    if args.remote and not args.no_shared_fs:
+        raise SegbenchError(f"--remote {args.remote}: only with --no-shared-fs (shared-file-system workers use no remote)")
     if not os.path.isdir(args.root):
         raise SegbenchError(f"--root {args.root}: no such directory")
     os.chdir(args.root)  # as `dvc --cd`: stage names, paths and logs read as they would from there
     outcome = cluster_repro(".", args.targets, force=args.force, dry=args.dry, downstream=args.downstream,
                             workers=args.workers, scheduler=args.scheduler,
-                            connect_timeout_s=args.connect_timeout)
+                            connect_timeout_s=args.connect_timeout, shared_fs=not args.no_shared_fs,
+                            remote=args.remote)
     if outcome is None:
         return
     print(summary(outcome))
