@@ -6,11 +6,11 @@ import math
 import numpy as np
 from fake_run import SEEDS, per_image_counts, prior_counts
 
+from segbench.replicates import summarize
 from segbench.report.diagnose import diagnose, diagnosis_text, unstable_models
 from segbench.report.equal_time import best_so_far, equal_time, time_table
 from segbench.report.notes import diagnosis_note, significance_note
 from segbench.report.view import ModelMetrics
-from segbench.stats import summarize
 
 
 def row(name: str, mious, train_gap: float = 0.04, converged: bool = True, params: int = 1000,

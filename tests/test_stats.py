@@ -11,7 +11,7 @@ import pytest
 import torch
 from simulation import benchmark_trials, calibration_trials, round_medians, simulated_config
 
-from segbench import stats
+from segbench import replicates, stats
 from segbench.comparison import compare_scores
 from segbench.keys import LatencyKey
 from segbench.metrics import ConfusionMatrix, DepthErrors, PerImageCounts, scores_from_confusion
@@ -22,21 +22,21 @@ from segbench.timing import combined_summary
 
 def test_t_interval_closed_form():
     # n = 2: t(0.975, 1) = tan(pi * 0.475) (the Cauchy quantile); values 1 and 3: mean 2, sd sqrt(2)
-    s = stats.summarize([1.0, 3.0])
+    s = replicates.summarize([1.0, 3.0])
     half = math.tan(math.pi * 0.475) * math.sqrt(2) / math.sqrt(2)
     assert s["mean"] == 2 and s["std"] == pytest.approx(math.sqrt(2)) and s["n"] == 2
     assert s["ci95_low"] == pytest.approx(2 - half) and s["ci95_high"] == pytest.approx(2 + half)
     # n = 3: t(0.975, 2) = sqrt(2 / (p (2 - p)) - 2) with p = 0.05 (Student t, 2 degrees of freedom) = 4.3027
     p = 0.05
     t2 = math.sqrt(2 / (p * (2 - p)) - 2)
-    s = stats.summarize([0.5, 0.6, 0.7])
+    s = replicates.summarize([0.5, 0.6, 0.7])
     assert s["ci95_high"] - s["mean"] == pytest.approx(t2 * 0.1 / math.sqrt(3))
 
 
 def test_one_seed_and_nulls():
-    assert stats.summarize([0.4]) == {"mean": 0.4, "std": None, "n": 1, "ci95_low": None, "ci95_high": None}
-    assert stats.summarize([None, float("nan")])["n"] == 0
-    assert stats.summarize([0.2, None, 0.4])["n"] == 2  # an undefined value (a class absent in one seed) is left out
+    assert replicates.summarize([0.4]) == {"mean": 0.4, "std": None, "n": 1, "ci95_low": None, "ci95_high": None}
+    assert replicates.summarize([None, float("nan")])["n"] == 0
+    assert replicates.summarize([0.2, None, 0.4])["n"] == 2  # an undefined value (a class absent in one seed) is left out
     assert stats.mean_of({"mean": 0.3, "n": 1}) == 0.3 and stats.mean_of(0.5) == 0.5 and math.isnan(stats.mean_of(None))
 
 

@@ -3,7 +3,7 @@
 Reads every listed seed's train.json, eval.json and per-image statistics (written by
 train@<model>-<seed> and evaluate@<model>-<seed>) and writes the model's metrics/<model>/train.json
 and eval.json, in which each measured number becomes {"mean", "std", "n", "ci95_low",
-"ci95_high"} over the seeds (segbench.stats.summarize; per-class values too), plus the
+"ci95_high"} over the seeds (segbench.replicates.summarize; per-class values too), plus the
 confusion matrix of every seed's predictions pooled and the first validation images with every seed's prediction.
 
 Settings that are not measurements (device, threads, the split, the environment fingerprint) are
@@ -20,8 +20,8 @@ import numpy as np
 from . import paths
 from .errors import DataError
 from .io import load_npz, read_json, save_figure, write_json, write_text
+from .replicates import summarize
 from .samples import PredictionSamples
-from .stats import summarize
 
 # train.json / eval.json keys that describe how the run was made rather than what it measured
 SETTINGS = frozenset({"device", "threads", "world_size", "split", "split_source", "env", "late_epochs", "amp"})

@@ -4,7 +4,7 @@ Numpy, scipy and segbench.metrics' score arithmetic (torch-free): the aggregate 
 each model's seeds with it, the plot stage compares models with it. The method, in the README's
 words too:
 
-- **Over seeds** (`summarize`): mean, sample standard deviation (n - 1), n and the 95% Student-t
+- **Over seeds** (`summarize`, in segbench.replicates): mean, sample standard deviation (n - 1), n and the 95% Student-t
   interval mean +- t(0.975, n - 1) * sd / sqrt(n). One seed has no interval (null).
 - **Over test images** (`bootstrap_weights`, `seed_mean_scores`): evaluate keeps per-image
   sufficient statistics (per class true-positive, false-positive and false-negative pixel
@@ -36,33 +36,7 @@ from typing import Callable
 import numpy as np
 
 from .metrics import depth_rmse_from_sums, miou_from_counts
-
-CONFIDENCE = 0.95
-
-
-def t_quantile(df: float, confidence: float = CONFIDENCE) -> float:
-    """The two-sided Student-t critical value; the normal one when df is infinite."""
-    from scipy import stats
-
-    q = 0.5 + confidence / 2
-    return float(stats.norm.ppf(q) if math.isinf(df) else stats.t.ppf(q, df))
-
-
-def summarize(values) -> dict:
-    """{"mean", "std", "n", "ci95_low", "ci95_high"} over the non-null values (NaN counts as null).
-
-    n = 1 gives std and the interval as None; n = 0 gives every value as None.
-    """
-    clean = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    n = len(clean)
-    if n == 0:
-        return {"mean": None, "std": None, "n": 0, "ci95_low": None, "ci95_high": None}
-    mean = float(np.mean(clean))
-    if n == 1:
-        return {"mean": mean, "std": None, "n": 1, "ci95_low": None, "ci95_high": None}
-    std = float(np.std(clean, ddof=1))
-    half = t_quantile(n - 1) * std / math.sqrt(n)
-    return {"mean": mean, "std": std, "n": n, "ci95_low": mean - half, "ci95_high": mean + half}
+from .replicates import CONFIDENCE, t_quantile
 
 
 def is_summary(value) -> bool:

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .keys import LatencyKey, parse_latency_key
-from .stats import t_quantile
+from .replicates import t_quantile
 
 Clock = Callable[[Callable[[], None]], float]
 

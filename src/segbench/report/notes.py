@@ -8,7 +8,8 @@ import math
 
 from ..comparison import NEEDS_SEEDS, ScoreComparison
 from ..environment import describe_env, env_differences
-from ..stats import compare, format_probability, mean_of, summarize
+from ..replicates import summarize
+from ..stats import compare, format_probability, mean_of
 from .spec import SCORE_LABELS
 from .view import TIMED_PARTS, CostEnvironments, ModelMetrics
 
