@@ -36,6 +36,14 @@ def _dvc(root: Path, log, *args: str) -> int:
     return _run(root, sys.executable, "-m", "dvc", *args, log=log).returncode
 
 
+def _dvc_api(root: Path, log, calls: str) -> int:
+    """`dvc commit -f STAGE` then `dvc push STAGE` in one process: one interpreter start, not two."""
+    log.write(f"> {calls}\n")
+    log.flush()
+    script = f"from dvc.repo import Repo\nwith Repo('.') as repo:\n    {calls}"
+    return _run(root, sys.executable, "-c", script, log=log).returncode
+
+
 def reach(commit: str) -> Path:
     """This worker's clone, holding the coordinator's commit (fetched from its origin when missing)."""
     host = socket.gethostname()
@@ -91,7 +99,7 @@ def pull_inputs(root: Path, spec, log) -> int:
 def push_outputs(root: Path, stage: str, spec, log) -> tuple[int, dict[str, dict], dict[str, bytes]]:
     """`dvc commit -f` the stage here (into the clone's cache) and push its outs; the out entries tell the
     coordinator which objects to fetch; `cache: false` outs come back as bytes."""
-    code = _dvc(root, log, "commit", "-f", "-q", stage) or _dvc(root, log, "push", "-q", "-r", spec.remote, stage)
+    code = _dvc_api(root, log, f"repo.commit({stage!r}, force=True); repo.push({stage!r}, remote={spec.remote!r})")
     if code:
         return code, {}, {}
     entries = yaml.safe_load((root / "dvc.lock").read_text())["stages"][stage]["outs"]
