@@ -158,7 +158,7 @@ def fake_profiles(root: Path, models=MODELS) -> None:
         profile = {"params": PARAMS[m], "size_mb": SIZE[m], "gflops": GFLOPS[m], "input_height": 32, "input_width": 32,
                    "threads": 2, "latency_cpu_ms": LATENCY[m], "latency_cpu_p90_ms": LATENCY[m] * 1.2,
                    "latency_cpu_min_ms": LATENCY[m] * 0.9, "latency_cpu_stop_reason": "stable", "contention": QUIET,
-                   "env": ENV}
+                   "throughput_cpu_ips": 4000.0 / LATENCY[m], "peak_rss_mb": 300.0 + 10 * SIZE[m], "env": ENV}
         if m in LATENCY_48x64:
             profile["latency_cpu_48x64_ms"] = LATENCY_48x64[m]
         if m == "big":

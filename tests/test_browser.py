@@ -115,6 +115,27 @@ def report(workspace):
     return repo, declared
 
 
+def test_dvc_plots_show_and_diff_draw_only_what_was_measured(report):
+    """No Chromium needed: DVC itself loads every plot, with a GPU figure in one revision and not the other."""
+    repo, declared = report
+    assert not declared.get("errors"), declared.get("errors")
+    kinds = {name: plots[0]["type"] for name, plots in declared["data"].items() if plots}
+    measured = {"plots/measured/miou_vs_resources", "plots/measured/miou_vs_latency_cuda"}  # the fake run has a GPU
+    assert {f"{m}.csv" for m in measured} <= {n for n, k in kinds.items() if k == "vega"}
+    assert {f"{m}.png" for m in measured} <= {n for n, k in kinds.items() if k == "image"}
+    assert not [name for name in kinds if "depth_rmse" in name]  # task segmentation: no depth figure
+    git = ["git", "-c", "user.email=test@segbench", "-c", "user.name=segbench-test"]
+    run([*git, "add", "-A"], repo)
+    run([*git, "commit", "-qm", "with a GPU"], repo)
+    for gpu in (repo / "plots/measured").glob("miou_vs_latency_cuda.*"):  # the next run had no GPU
+        gpu.unlink()
+    diff = json.loads(dvc(["plots", "diff", "HEAD", "--json"], repo).stdout)
+    assert not diff.get("errors"), diff.get("errors")
+    revisions = {name: set(plots[0]["revisions"]) for name, plots in diff["data"].items() if plots}
+    assert revisions["plots/measured/miou_vs_resources.csv"] == {"HEAD", "workspace"}
+    assert revisions["plots/measured/miou_vs_latency_cuda.csv"] == {"HEAD"}
+
+
 @needs_browser
 def test_every_declared_plot_draws_offline(report):
     repo, declared = report
@@ -127,7 +148,9 @@ def test_every_declared_plot_draws_offline(report):
     vega = [name for name, plots in declared["data"].items() if plots[0]["type"] == "vega"]
     images = [name for name, plots in declared["data"].items() if plots[0]["type"] == "image"]
     # the report's own plots, and every model's confusion matrix and predictions from aggregate
-    assert {"plots/miou_vs_latency_cuda.csv", "plots/iou_per_class.csv", "Validation mIoU per epoch"} <= set(vega)
+    assert {"plots/measured/miou_vs_latency_cuda.csv", "plots/measured/miou_vs_resources.csv", "plots/iou_per_class.csv",
+            "Validation mIoU per epoch"} <= set(vega)
+    assert not any("depth" in name for name in vega + images)  # no depth without task seg_depth: no figure
     assert {f"plots/{m}/confusion.csv" for m in MODELS} <= set(vega)
     assert {f"plots/{m}/predictions.png" for m in MODELS} | {"plots/training_curves.png"} <= set(images)
 
@@ -159,7 +182,7 @@ def test_every_declared_plot_draws_offline(report):
     imgs = [n for n in tree.walk() if n.tag == "img"]
     assert len(imgs) >= len(images)
     from PIL import Image  # the PNGs the page shows: at most 3 trade-off panels a row (issue 34's 4824 x 576 strip)
-    for png in (repo / "plots").glob("miou_vs_*.png"):
+    for png in [*(repo / "plots").glob("miou_vs_*.png"), *(repo / "plots/measured").glob("*.png")]:
         with Image.open(png) as picture:
             assert picture.width <= 2100 and picture.height <= 2400, (png.name, picture.size)
     assert all(n.attrs.get("data-segbench-loaded") == "true" for n in imgs), [n.attrs.get("src") for n in imgs]
@@ -259,22 +282,22 @@ def items(marks: list[dict], layer: str) -> list[dict]:
 
 SEGMENTS, LABELS, NOTES = "layer_2", "layer_8", "concat_0"
 TIMING = {"train_time_s", "latency_cpu_ms"}
-COSTS = {"train_time_s", "latency_cpu_ms", "latency_cuda_ms", "size_mb", "gflops"}
+COSTS = {"train_time_s", "latency_cpu_ms", "size_mb", "gflops"}
 
 
 def fabricate(repo: Path, newer: bool) -> None:
     """Trade-off CSVs for one revision: `big` improves for real in the newer one (95% intervals apart),
     `small` moves within noise (they overlap), `worse`'s timings come from another environment, `twin`
-    stays; no model has a GPU latency."""
-    for cost in ("train_time_s", "latency_cpu_ms", "latency_cuda_ms", "size_mb", "gflops"):
+    stays; no model has a GPU latency (so there is no GPU figure: plots/measured holds what was measured)."""
+    for stale in (repo / "plots/measured").glob("miou_vs_latency_cuda.*"):
+        stale.unlink()
+    for cost in ("train_time_s", "latency_cpu_ms", "size_mb", "gflops"):
         path = repo / "plots" / f"miou_vs_{cost.removesuffix('_s').removesuffix('_ms').removesuffix('_mb')}.csv"
         rows = list(csv.DictReader(path.open()))
         for row in rows:
             base = {"big": 0.5, "small": 0.45, "twin": 0.1, "worse": 0.3}[row["model"]]
             miou = base + (newer and {"big": 0.2, "small": 0.01}.get(row["model"], 0.0))
             row.update(miou=miou, miou_ci95_low=miou - 0.03, miou_ci95_high=miou + 0.03, flag="")
-            if cost == "latency_cuda_ms":
-                row[cost] = ""
             if newer and row["model"] == "worse" and cost in TIMING:
                 row["env"] = "0ther0env"
                 row[cost] = float(row[cost]) * 1.5
@@ -332,11 +355,8 @@ def test_plots_diff_links_each_models_points_and_says_if_the_move_is_real(report
         hollow = [i for m in marks if "layer_6_marks" in m["name"] for i in m["items"]]
         assert sorted(i["model"] for i in hollow) == (sorted([m for m in drawn if m == "worse"] * 2) if timing else []), name
 
-    # no model has a GPU latency in either revision: a short message, no axes, no panel
-    gpu = view_of(views, "miou_vs_latency_cuda")
-    assert [i["line"] for i in items(gpu, NOTES)] == ["no measurements (absent from every model's metrics)"]
-    assert not [m for m in gpu if m["role"] == "axis" and m["items"]], "empty axes drawn for the GPU plot"
-    assert not items(gpu, SEGMENTS) and not items(gpu, LABELS)
+    # no model has a GPU latency in either revision: no GPU figure at all (dvc plots diff draws what exists)
+    assert not [view_id for view_id in views if "latency_cuda" in view_id]
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = chromium(index.as_uri(), tmp_path / "profile", "--hide-scrollbars", "--window-size=1400,2600",

@@ -128,13 +128,44 @@ def test_aggregates_summarise_every_seed(stage_run):
 
 def test_stage_writes_every_declared_output(stage_run):
     outs = declared_plot_outputs()
-    assert {"plots/miou_vs_latency_cuda.png", "plots/iou_per_class.csv", "plots/training_curves.csv",
+    assert {"plots/measured", "plots/iou_per_class.csv", "plots/training_curves.csv",
             "plots/summary.md", "plots/report_template.html"} <= set(outs)
     for out in outs:
         path = stage_run / out
-        assert path.is_file() and path.stat().st_size > 0, out
-        if out.endswith(".png"):
-            assert path.read_bytes()[:8] == PNG, out
+        files = sorted(path.iterdir()) if path.is_dir() else [path]
+        for file in files:
+            assert file.is_file() and file.stat().st_size > 0, file
+            if file.suffix == ".png":
+                assert file.read_bytes()[:8] == PNG, file
+    # the folder holds what this run measured: a GPU (the fabricated profiles have CUDA latencies), no depth
+    measured = {p.name for p in (stage_run / "plots/measured").iterdir()}
+    assert measured == {f"{stem}.{ext}" for stem in ("miou_vs_resources", "miou_vs_latency_cuda") for ext in ("csv", "png")}
+
+
+def test_no_figure_for_what_the_run_did_not_measure(tmp_path):
+    from segbench.report.build import build_report
+
+    fake_run(tmp_path)
+    for profile in (tmp_path / "metrics").glob("*/profile.json"):
+        profile.write_text(json.dumps({k: v for k, v in json.loads(profile.read_text()).items() if "cuda" not in k}))
+    plots = tmp_path / "plots"
+    (plots / "measured").mkdir(parents=True)
+    (plots / "measured/miou_vs_latency_cuda.png").write_bytes(PNG)  # left by an earlier run
+    os.chdir(tmp_path)
+    build_report(tmp_path / "metrics", plots, list(PARAMS["models"]), SEEDS, dpi=50, resamples=200)
+    assert {p.name for p in (plots / "measured").iterdir()} == {"miou_vs_resources.csv", "miou_vs_resources.png"}
+    assert not (plots / "miou_vs_latency_cuda.png").exists() and not (plots / "depth_rmse_vs_cost.png").exists()
+
+
+def test_throughput_and_peak_memory_figure(stage_run):
+    from PIL import Image
+
+    data = read_csv(stage_run / "plots/measured/miou_vs_resources.csv")
+    assert list(dict.fromkeys(data["setting"])) == [setting for setting, _, _ in spec.RESOURCES]
+    assert data["cost"].notna().any() and (data["score"] == data["miou"]).all()  # the folder's x and y
+    with Image.open(stage_run / "plots/measured/miou_vs_resources.png") as png:
+        width, height = (side * 120 / PARAMS["plot"]["dpi"] for side in png.size)  # at plot.dpi's default
+    assert 1000 <= width <= 2100 and 400 <= height <= 1100, (width, height)  # 3 panels in a row at 100% zoom
 
 
 def test_summary_sorted_by_miou_with_significance_and_pareto_axes(stage_run):
@@ -210,7 +241,7 @@ def test_tradeoff_data_per_axis_and_profiled_size(stage_run):
     assert front("latency_cpu", "48x64") == {**on, "twin": False, "worse": True}
     assert {"miou_ci95_low", "miou_ci95_high"} <= set(cpu.columns)  # the error bars
     assert (cpu["miou_ci95_low"] < cpu["miou"]).all()
-    cuda = read_csv(stage_run / "plots/miou_vs_latency_cuda.csv")
+    cuda = read_csv(stage_run / "plots/measured/miou_vs_latency_cuda.csv")
     assert set(cuda["setting"]) == {"32x32 (training size)", "48x64", "32x32 bf16 (training size)"}
     at_training = cuda[cuda["setting"] == "32x32 (training size)"].set_index("model")
     assert at_training.loc["big", "latency_cuda_ms"] == 1.5 and at_training["latency_cuda_ms"].isna().sum() == 3

@@ -202,7 +202,7 @@ def test_seg_depth_run_through_the_tiny_dag_writes_every_key(workspace):
         assert (workspace / f"plots/{model}/predictions.png").read_bytes()[:4] == b"\x89PNG"
         prof = json.loads((workspace / f"metrics/{model}/profile.json").read_text())
         assert prof["params"] > 0 and prof["latency_cpu_ms"] > 0
-    table = pd.read_csv(workspace / "plots/depth_rmse_vs_cost.csv")
+    table = pd.read_csv(workspace / "plots/measured/depth_rmse_vs_cost.csv")
     assert set(table["model"]) == set(params["models"]) and table["depth_rmse"].notna().all()
     summary = (workspace / "plots/summary.md").read_text()
     assert "depth RMSE (m)" in summary and "mean-depth RMSE (m)" in summary

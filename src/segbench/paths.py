@@ -26,7 +26,14 @@ METRIC_PARTS = ("train", "eval", "profile")  # metrics/<model>/<part>.json, one 
 # The report's figures: plots/<name>.csv (the data `dvc plots` draws) and plots/<name>.png.
 REPORT_FIGURES = ("miou_vs_train_time", "miou_vs_latency_cpu", "miou_vs_latency_cuda", "miou_vs_size",
                   "miou_vs_gflops", "iou_per_class", "training_curves", "depth_rmse_vs_cost",
-                  "val_miou_vs_train_time")
+                  "val_miou_vs_train_time", "miou_vs_resources")
+# Figures of what a run may not measure (GPU latency, depth) live in one folder out, written only when
+# measured: DVC requires every declared out to exist, and `dvc plots` reports a declared plot file that is
+# missing as an error, while a folder's definition draws whatever files it holds. The folder always holds
+# miou_vs_resources (throughput and peak memory, measured by every run): git keeps no empty folder, and a
+# missing folder out would make a fresh clone's `dvc status` call the plot stage changed.
+MEASURED_DIR_NAME = "measured"
+MEASURED_FIGURES = ("miou_vs_resources", "miou_vs_latency_cuda", "depth_rmse_vs_cost")
 # The page `dvc plots show` fills (.dvc/config: plots.html_template = ../plots/report_template.html).
 REPORT_TEMPLATE = PLOTS_DIR / "report_template.html"
 
@@ -116,7 +123,13 @@ def report_figure(name: str, plots_dir: Path = PLOTS_DIR) -> tuple[Path, Path]:
     """A report figure's data file and PNG."""
     if name not in REPORT_FIGURES:
         raise ValueError(f"report figure {name!r}: not in segbench.paths.REPORT_FIGURES (nor in dvc.yaml)")
-    return Path(plots_dir) / f"{name}.csv", Path(plots_dir) / f"{name}.png"
+    folder = Path(plots_dir) / MEASURED_DIR_NAME if name in MEASURED_FIGURES else Path(plots_dir)
+    return folder / f"{name}.csv", folder / f"{name}.png"
+
+
+def measured_dir(plots_dir: Path = PLOTS_DIR) -> Path:
+    """The folder out of the figures a run may not measure (MEASURED_FIGURES)."""
+    return Path(plots_dir) / MEASURED_DIR_NAME
 
 
 def summary_csv(plots_dir: Path = PLOTS_DIR) -> Path:
@@ -129,5 +142,6 @@ def summary_md(plots_dir: Path = PLOTS_DIR) -> Path:
 
 def report_files(plots_dir: Path = PLOTS_DIR) -> list[Path]:
     """Every file build_report writes (the plot stage's outs, less the page template)."""
-    figures = [path for name in REPORT_FIGURES for path in report_figure(name, plots_dir)]
-    return [*figures, summary_csv(plots_dir), summary_md(plots_dir)]
+    fixed = [name for name in REPORT_FIGURES if name not in MEASURED_FIGURES]
+    figures = [path for name in fixed for path in report_figure(name, plots_dir)]
+    return [*figures, measured_dir(plots_dir), summary_csv(plots_dir), summary_md(plots_dir)]

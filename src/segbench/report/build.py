@@ -2,9 +2,9 @@
 
 Every figure is written twice: as a data file that DVC plots (dvc.yaml `plots:`, so
 `dvc plots diff` compares revisions) and as a PNG that shows anywhere. The file names are
-fixed whatever the models, profiled sizes and devices, so the plot stage's outputs are stable:
-an axis without measurements (no GPU) still gets its data file and a PNG that says so; a
-segmentation-only benchmark gets `depth_rmse_vs_cost`, empty, and a PNG that says so.
+fixed whatever the models and profiled sizes; what a run may not measure (GPU latency, depth)
+is drawn only when measured, in the folder out plots/measured/ (segbench.paths.MEASURED_FIGURES),
+which always holds mIoU against throughput and peak memory.
 
 Quality is a mean over the training seeds with its 95% interval (metrics/<model>/eval.json, from
 the aggregate stage); segbench.comparison says which differences are significant. A model is off
@@ -12,6 +12,7 @@ a Pareto front only when another model is significantly better at no more cost.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -35,9 +36,14 @@ def to_csv(df: pd.DataFrame, index: bool = False) -> str:
 
 
 def write_figure(figure: FigureSpec, inputs: ReportInputs, plots_dir: Path, colours: dict[str, tuple], dpi: int) -> None:
-    """One figure: its table -> plots/<stem>.csv -> plots/<stem>.png."""
-    table = getattr(tables, figure.table)(inputs, figure.axis)
+    """One figure: its table -> plots/<stem>.csv -> plots/<stem>.png; a figure of what this run did not
+    measure (spec.FigureSpec.measured: GPU latency, depth) gets no file."""
     csv, png = paths.report_figure(figure.stem, plots_dir)
+    if figure.measured and not getattr(tables, figure.measured)(inputs):
+        return
+    table = getattr(tables, figure.table)(inputs, figure.axis)
+    if figure.measured:  # the folder's one dvc.yaml definition plots x: cost, y: score for every file in it
+        table = table.assign(cost=table[figure.axis.column if figure.axis else "cost"], score=table[figure.score])
     write_text(csv, to_csv(table))
     save_figure(getattr(figures, figure.draw)(table, colours, figure.axis), png, dpi)
 
@@ -64,6 +70,7 @@ def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], seeds: l
     plots_dir.mkdir(parents=True, exist_ok=True)
     inputs = ReportInputs(metrics, comparisons, cost_environments(metrics), list(summary.index), log_dirs)
     colours = figures.model_colours(models)
+    shutil.rmtree(paths.measured_dir(plots_dir), ignore_errors=True)  # no figure left from an earlier run
     for figure in FIGURES:
         write_figure(figure, inputs, plots_dir, colours, dpi)
     write_text(paths.summary_csv(plots_dir), to_csv(summary, index=True))

@@ -195,12 +195,26 @@ class FigureSpec:
     table: str                   # report/tables.py: (ReportInputs, axis) -> DataFrame
     draw: str                    # report/figures.py: (table, colours, axis) -> matplotlib Figure
     axis: CostAxis | None = None
+    # segbench.paths.MEASURED_FIGURES: report/tables.py's test of whether this run measured it (no file when
+    # not), and the score column that the folder's one dvc.yaml definition (x: cost, y: score) plots
+    measured: str = ""
+    score: str = "miou"
 
+
+# mIoU against throughput and peak memory: (panel, metrics file, key); intervals where recorded (over seeds)
+RESOURCES = (("CPU throughput (images/s, higher is better)", "profile", "throughput_cpu_ips"),
+             ("peak memory while profiling (MB, RSS)", "profile", "peak_rss_mb"),
+             ("peak memory while training (MB, RSS)", "train", "peak_rss_mb"))
+RESOURCE_AXIS = CostAxis("resources", "cost", "profile", "value (see the panel's title)",
+                         "mIoU vs throughput and peak memory", "resources")
 
 FIGURES = (
-    *(FigureSpec(f"miou_vs_{axis.name}", "miou_vs_cost", "tradeoff_figure", axis) for axis in AXES),
+    *(FigureSpec(f"miou_vs_{axis.name}", "miou_vs_cost", "tradeoff_figure", axis,
+                 measured="gpu_measured" if axis.name == "latency_cuda" else "") for axis in AXES),
     FigureSpec("iou_per_class", "iou_per_class", "heatmap_figure"),
     FigureSpec("training_curves", "curves", "curves_figure"),
-    FigureSpec("depth_rmse_vs_cost", "depth_vs_cost", "depth_tradeoff_figure"),
+    FigureSpec("depth_rmse_vs_cost", "depth_vs_cost", "depth_tradeoff_figure", measured="depth_measured",
+               score="depth_rmse"),
     FigureSpec("val_miou_vs_train_time", "val_miou_vs_time", "time_curves_figure"),
+    FigureSpec("miou_vs_resources", "resources", "tradeoff_figure", RESOURCE_AXIS, measured="always"),
 )

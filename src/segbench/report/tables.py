@@ -25,7 +25,7 @@ from ..keys import (
 from ..stats import mean_of
 from .equal_time import best_so_far, time_table
 from .pareto import cost_interval, cost_tests, pareto_front
-from .spec import DEPTH_COSTS, CostAxis
+from .spec import DEPTH_COSTS, RESOURCES, CostAxis
 from .view import CostEnvironments, ModelMetrics, ReportInputs, cost_environments, learned, read_train_log
 
 EAGER_CPU = LatencyKey("cpu")  # eager fp32 on CPU at the training size: what a backend's speed-up is against
@@ -212,3 +212,36 @@ def val_miou_vs_time(inputs: ReportInputs, axis: CostAxis | None = None) -> pd.D
     """Best val mIoU so far against training seconds, every learned model on one time grid."""
     models = [m.name for m in learned(inputs.metrics)]
     return time_table(time_curves(inputs.log_dirs, models), {m: inputs.envs.ids.get((m, "train"), "") for m in models})
+
+
+def resources(inputs: ReportInputs, axis: CostAxis | None = None) -> pd.DataFrame:
+    """Long form, one row per (resource, model): model, setting (the resource), cost (its value), its 95%
+    interval over seeds where recorded (training's peak memory), miou with its interval, pareto (False:
+    throughput is not a cost, and memory is not tested), converged."""
+    frames = []
+    for setting, part, key in RESOURCES:
+        metrics = inputs.metrics
+        frame = pd.DataFrame({"model": [m.name for m in metrics], "setting": setting,
+                              "cost": [m.get(part, key) for m in metrics],
+                              "cost_ci95_low": [m.interval(part, key)[0] for m in metrics],
+                              "cost_ci95_high": [m.interval(part, key)[1] for m in metrics],
+                              "miou": [m.get("eval", "miou") for m in metrics],
+                              "miou_ci95_low": [m.interval("eval", "miou")[0] for m in metrics],
+                              "miou_ci95_high": [m.interval("eval", "miou")[1] for m in metrics],
+                              "pareto": False, "converged": [m.converged() for m in metrics]})
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+# --- whether this run measured a figure's axis (spec.FigureSpec.measured; no file when it did not) ---------
+
+def always(inputs: ReportInputs) -> bool:
+    return True
+
+
+def gpu_measured(inputs: ReportInputs) -> bool:
+    return bool(latency_settings(inputs.metrics, "cuda"))
+
+
+def depth_measured(inputs: ReportInputs) -> bool:
+    return any(m.has("eval", "depth_rmse") for m in inputs.metrics)
