@@ -609,3 +609,27 @@ def test_a_class_every_model_misses_is_named():
     note = missed_classes_note([m("a", 0.01), m("b", 0.03)])
     assert "Every model misses pole (best IoU 0.030)" in note and "road" not in note and "sky" not in note
     assert missed_classes_note([m("a", 0.01), m("b", 0.2)]) == ""
+
+
+def test_deployment_latency_named_in_params_and_an_unprofiled_one_is_one_line(tmp_path):
+    from segbench.config import params_from_dict
+    from segbench.errors import ConfigError
+    from segbench.keys import LatencyKey
+    from segbench.report.deploy import deployment_column, deployment_key
+
+    fake_metrics(tmp_path)
+    metrics = view.load_metrics(tmp_path / "metrics", ["big", "small", "twin", "worse"])
+    assert deployment_key(metrics, "eager 48x64") == LatencyKey("cpu", "", (48, 64))
+    assert deployment_key(metrics, "eager 32x32") == LatencyKey("cpu")  # the training size: the plain key
+    assert deployment_column(deployment_key(metrics, "eager 32x32"), metrics).header == "latency (ms, eager 32x32)"
+    assert deployment_key(metrics) == deployment_key(metrics, "auto") == LatencyKey("cpu", "", (48, 64))  # the largest
+
+    raw = {**yaml.safe_load((REPO / "params.yaml").read_text())}
+    raw["plot"] = {**raw["plot"], "deployment": "onnxruntime 750x1000"}
+    assert params_from_dict(raw).plot.deployment == "onnxruntime 750x1000"
+    raw["plot"]["deployment"] = "onnxruntime 480x640"
+    with pytest.raises(ConfigError) as error:
+        params_from_dict(raw)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("params.yaml: plot.deployment: 'onnxruntime 480x640' was not profiled")
+    assert "onnxruntime 750x1000" in message  # what is valid

@@ -21,7 +21,15 @@ import yaml
 from . import catalog
 from .errors import ConfigError
 from .schema import option, parse
-from .sections import AugmentConfig, DataConfig, EvaluateConfig, PlotConfig, ProfileConfig, TrainConfig
+from .sections import (
+    AugmentConfig,
+    DataConfig,
+    EvaluateConfig,
+    PlotConfig,
+    ProfileConfig,
+    TrainConfig,
+    deployment_problem,
+)
 
 __all__ = ["AugmentConfig", "DataConfig", "EvaluateConfig", "ModelSpec", "Params", "PlotConfig", "ProfileConfig",
            "TrainConfig", "load_params", "params_from_dict", "pipeline_keys"]
@@ -192,6 +200,8 @@ def params_from_dict(raw: Any, source: str = "params.yaml") -> Params:
         models = _parse_models(raw.get("models"), top.train, top.task)
         _check_batch_norm(models, raw.get("models"), top.data.image_size)
         _check_ignore_index(top.data)
+        if problem := deployment_problem(top.plot.deployment, top.profile, top.data.image_size):
+            raise ConfigError(problem)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return Params(seed=top.seed, seeds=top.seeds, data=top.data, train=top.train, evaluate=top.evaluate,

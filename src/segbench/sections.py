@@ -205,3 +205,24 @@ class PlotConfig:
     overfit_gap: float = option(0.10, min=0.0, max=1.0)
     # The training-time budget of "mIoU at equal training time" (seconds); null: the shortest learned model's.
     equal_time_s: Optional[float] = option(None, min=0.0, min_exclusive=True)
+    # The headline's deployment latency: "<backend> <H>x<W>" (a profile.backends entry at a profiled size:
+    # the training size or a profile.input_sizes one); auto: the largest profiled size on the fastest
+    # backend there whose predictions agree with eager fp32 (report/deploy.py).
+    deployment: str = option("auto")
+
+
+DEFAULT_PROFILED_SIZE = (750, 1000)  # profile.input_sizes: null (segbench.profile.DEFAULT_EXTRA_SIZE, torch-free here)
+
+
+def deployment_problem(deployment: str, profile: ProfileConfig, image_size: tuple[int, int]) -> str | None:
+    """Why plot.deployment names no profiled CPU setting (one line), or None."""
+    if deployment == "auto":
+        return None
+    sizes = [tuple(image_size), *(profile.input_sizes or [DEFAULT_PROFILED_SIZE])]
+    valid = [f"{b} {h}x{w}" for b in profile.backends for h, w in sizes]
+    parts = deployment.split()
+    backend, size = (parts[0], parts[1]) if len(parts) == 2 else ("", "")
+    if backend in profile.backends and size in {f"{h}x{w}" for h, w in sizes}:
+        return None
+    return (f"plot.deployment: {deployment!r} was not profiled; expected auto or a profile.backends entry at a "
+            f"profiled size ({', '.join(valid)})")

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> None:
     df = build_report(paths.METRICS_DIR, paths.PLOTS_DIR, list(params.models), params.seeds, dpi=params.plot.dpi,
                       resamples=params.plot.bootstrap, bootstrap_seed=params.plot.bootstrap_seed,
                       equivalence_margin=params.plot.equivalence_margin, overfit_gap=params.plot.overfit_gap,
-                      equal_time_s=params.plot.equal_time_s)
+                      equal_time_s=params.plot.equal_time_s, deployment=params.plot.deployment)
     write_template()
     print(df[[c for c in SHOWN if c in df]].to_string(float_format=lambda v: f"{v:.4g}"))
     for line in paths.summary_md().read_text(encoding="utf-8").splitlines():

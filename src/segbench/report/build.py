@@ -51,9 +51,9 @@ def write_figure(figure: FigureSpec, inputs: ReportInputs, plots_dir: Path, colo
 def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], seeds: list[int] | tuple[int, ...] = (0,),
                  dpi: int = 120, resamples: int = 2000, bootstrap_seed: int = 0,
                  equivalence_margin: float = 0.01, overfit_gap: float = OVERFIT_GAP,
-                 equal_time_s: float | None = None) -> pd.DataFrame:
+                 equal_time_s: float | None = None, deployment: str = "auto") -> pd.DataFrame:
     """Write every table, data file and PNG of the report; return the summary table. `overfit_gap`,
-    `equal_time_s`: params.yaml plot's (report/diagnose.py, report/equal_time.py)."""
+    `equal_time_s`, `deployment`: params.yaml plot's (report/diagnose.py, equal_time.py, deploy.py)."""
     seeds = list(seeds)
     metrics = load_metrics(metrics_dir, models, seeds)
     per_image = load_per_image(metrics_dir, models, seeds)
@@ -64,7 +64,7 @@ def build_report(metrics_dir: Path, plots_dir: Path, models: list[str], seeds: l
     equal = equal_time(tables.time_curves(log_dirs, [m.name for m in learned(metrics)]), equal_time_s)
     computed = {"diagnosis": [diagnosis_text(diagnoses[m.name]) for m in metrics],
                 "miou_equal_time": [equal.miou.get(m.name, float("nan")) for m in metrics]}
-    deploy = deployment_column(deployment_key(metrics), metrics)
+    deploy = deployment_column(deployment_key(metrics, deployment), metrics)
     columns = [c for column in SUMMARY for c in ((column, deploy) if deploy and column.name == "latency_cpu_ms" else (column,))]
     summary = summary_table(metrics, comparisons, columns, computed, deploy.metrics_key if deploy else "")
     plots_dir.mkdir(parents=True, exist_ok=True)

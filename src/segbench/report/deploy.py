@@ -1,6 +1,6 @@
 """The deployment latency the headline shows: one CPU setting (backend and size) for every model.
 
-The largest profiled size on the
+params plot.deployment names it ("onnxruntime 750x1000"); its default, auto, is the largest profiled size on the
 fastest CPU backend there (geometric mean over models) whose predictions agree with eager fp32
 (argmax agreement >= keys.FP32_AGREEMENT for every model that has it): the question a user brings is
 "which model is good enough and cheapest where I deploy it", and that is rarely 64x64 eager fp32.
@@ -41,8 +41,20 @@ def _area(key: LatencyKey, metrics: list[ModelMetrics]) -> int:
     return h * w
 
 
-def deployment_key(metrics: list[ModelMetrics]) -> LatencyKey | None:
-    """The CPU latency setting of the headline; None when no CPU latency was measured."""
+def named_key(choice: str, metrics: list[ModelMetrics]) -> LatencyKey:
+    """params plot.deployment "<backend> <H>x<W>" (validated against profile's settings by the config)
+    as a latency key; the training size has the plain key."""
+    backend, size = choice.split()
+    h, w = (int(v) for v in size.split("x"))
+    at_training = bool(metrics) and size == metrics[0].training_size
+    return LatencyKey("cpu", BACKEND_TAGS[backend], None if at_training else (h, w))
+
+
+def deployment_key(metrics: list[ModelMetrics], choice: str = "auto") -> LatencyKey | None:
+    """The CPU latency setting of the headline: `choice` (params plot.deployment) unless auto; auto: the
+    rule above, None when no CPU latency was measured."""
+    if choice != "auto":
+        return named_key(choice, metrics)
     keys = _candidates(metrics)
     if not keys:
         return None
