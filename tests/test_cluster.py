@@ -29,7 +29,8 @@ if pathlib.Path("kill-" + name).exists() and tries.read_text() == "1":
     os.kill(os.getppid(), 9)  # the Dask worker running this stage dies mid-stage
 out = pathlib.Path("out") / (name.replace("@", "-") + ".txt"); out.parent.mkdir(exist_ok=True)
 out.write_text("partial")  # what an interrupted stage leaves behind
-time.sleep(float(os.environ.get("STEP_SLEEP_" + name.split("@")[0], os.environ.get("STEP_SLEEP", "0.4"))))
+sleep = pathlib.Path("sleep-" + name.split("@")[0])  # a slow stage group, for the tests that interrupt one
+time.sleep(float(sleep.read_text() if sleep.exists() else os.environ.get("STEP_SLEEP", "0.4")))
 if pathlib.Path("fail-" + name).exists():
     sys.exit("step " + name + ": told to fail")
 digest = hashlib.sha256(name.encode() + b"".join(pathlib.Path(d).read_bytes() for d in deps)).hexdigest()
@@ -90,7 +91,7 @@ def template(tmp_path_factory) -> Path:
     (root / "step.py").write_text(STEP)
     (root / "dvc.yaml").write_text(DVC_YAML)
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
-    (root / ".gitignore").write_text("times/\nfail-*\nkill-*\n")
+    (root / ".gitignore").write_text("times/\nfail-*\nkill-*\nsleep-*\n")
     git(root, "init", "-q")
     dvc(root, "init", "-q")
     dvc(root, "config", "core.analytics", "false")
@@ -160,9 +161,9 @@ def test_the_lock_equals_dvc_repro_and_stages_ran_side_by_side(project, sequenti
         assert not any(overlaps(times[profile], span) for name, span in times.items() if name != profile), times
 
 
-def test_a_killed_worker_reruns_its_stage(project):
+def test_a_killed_worker_reruns_its_stage(project, hand_cluster):
     (project / "kill-train@a-1").touch()
-    done = cluster_repro(project, "--workers", "2", "train@a-1")
+    done = cluster_repro(project, "--scheduler", hand_cluster.ready(), "train@a-1")  # its nanny restarts it
     assert done.returncode == 0, done.stderr + done.stdout
     assert (project / "times" / "train@a-1.tries").read_text() == "2"  # killed once, run again by a new worker
     assert set(lock_entries(project)) == {"download", "train@a-1"}
@@ -214,10 +215,11 @@ def wait_for(condition, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
-def test_ctrl_c_cancels_running_stages_and_removes_their_partial_outputs(project):
-    coordinator = subprocess.Popen([sys.executable, "-m", "segbench", "cluster-repro", "--workers", "2"], cwd=project,
-                                   env={**os.environ, "STEP_SLEEP_train": "60"}, stdout=subprocess.PIPE, text=True)
-    wait_for(lambda: len(list((project / "times").glob("train@*.tries"))) == 2)
+def test_ctrl_c_cancels_running_stages_and_removes_their_partial_outputs(project, hand_cluster):
+    (project / "sleep-train").write_text("60")
+    coordinator = subprocess.Popen([sys.executable, "-m", "segbench", "cluster-repro", "--scheduler", hand_cluster.ready()],
+                                   cwd=project, stdout=subprocess.PIPE, text=True)
+    wait_for(lambda: len(list((project / "times").glob("train@*.tries"))) >= 2)
     coordinator.send_signal(signal.SIGINT)
     assert coordinator.wait(timeout=30) == 130
     assert "cancelled train@" in coordinator.stdout.read()
@@ -226,10 +228,10 @@ def test_ctrl_c_cancels_running_stages_and_removes_their_partial_outputs(project
     assert not (project / ".dvc" / "tmp" / "segbench-cluster.lock").exists()
 
 
-def test_a_killed_coordinator_then_a_failing_stage_keep_what_finished_and_reruns_do_the_rest(project):
-    slow = {**os.environ, "STEP_SLEEP_profile": "60"}
+def test_a_killed_coordinator_then_a_failing_stage_keep_what_finished_and_reruns_do_the_rest(project, hand_cluster):
+    (project / "sleep-profile").write_text("60")
     coordinator = subprocess.Popen([sys.executable, "-m", "segbench", "cluster-repro", "--workers", "3"], cwd=project,
-                                   env=slow, stdout=subprocess.DEVNULL, start_new_session=True)
+                                   stdout=subprocess.DEVNULL, start_new_session=True)
     wait_for(lambda: (project / "times" / "profile@a.tries").exists() or (project / "times" / "profile@b.tries").exists())
     time.sleep(1.5)  # a profile stage has the node alone: whatever finished before it is recorded by now
     os.killpg(coordinator.pid, signal.SIGKILL)  # the coordinator with its local cluster, as a lost login node would
@@ -239,8 +241,9 @@ def test_a_killed_coordinator_then_a_failing_stage_keep_what_finished_and_reruns
     assert {"download", "train@a-0"} <= finished or {"download", "train@b-0"} <= finished, finished
     assert (project / ".dvc" / "tmp" / "segbench-cluster.lock").exists()  # stale: taken over below
 
+    (project / "sleep-profile").unlink()
     (project / "fail-profile@b").touch()
-    done = cluster_repro(project, "--workers", "3")
+    done = cluster_repro(project, "--scheduler", hand_cluster.ready())
     assert done.returncode == 2
     assert "FAILED profile@b: exit 1" in done.stdout and "told to fail" in done.stdout  # its log's tail
     assert "1 failed (profile@b); 1 not run because a stage they need failed (plot)" in done.stdout
@@ -249,9 +252,61 @@ def test_a_killed_coordinator_then_a_failing_stage_keep_what_finished_and_reruns
     assert (project / "out" / "profile-b.txt").read_text() == "partial"  # left for a look, as dvc repro leaves it
 
     (project / "fail-profile@b").unlink()
-    again = cluster_repro(project, "--workers", "3")
+    again = cluster_repro(project, "--scheduler", hand_cluster.ready())
     assert again.returncode == 0 and "2 ran; 6 unchanged" in again.stdout, again.stdout
     assert "up to date" in dvc(project, "status")
+
+
+class HandCluster:
+    """`dask scheduler` and `dask worker` processes started from the shell, as on a cluster: first one
+    worker without `node` slots, then (ready()) two with slots, each in its own git clone of `upstream`
+    (where the coordinator's commits are pushed), with a local-directory DVC remote."""
+
+    def __init__(self, template: Path, base: Path) -> None:
+        self.base, self.upstream = base, base / "upstream"
+        shutil.copytree(template, self.upstream, symlinks=True)
+        dvc(self.upstream, "remote", "add", "-d", "store", str(base / "dvc-remote"))
+        git(self.upstream, *COMMIT, "a DVC remote", "--", ".dvc/config")
+        self.clones = [base / "clone-0", base / "clone-1"]
+        for clone in self.clones:
+            git(base, "clone", "-q", str(self.upstream), str(clone))
+        self.dask = [str(Path(sys.executable).parent / "dask")]
+        address_file = base / "scheduler.json"
+        self.processes = [self._start("scheduler", "--scheduler-file", str(address_file), "--port", "0",
+                                      "--dashboard-address", ":0")]
+        wait_for(address_file.exists)
+        self.address = json.loads(address_file.read_text())["address"]
+        self.processes.append(self._start("worker", self.address, "--nthreads", "1"))
+        wait_for(lambda: len(workers_of(self.address)) == 1)
+        self.bare = cluster_repro(self.upstream, "--scheduler", self.address, "download")  # no slots anywhere
+
+    def _start(self, *args: str, env: dict | None = None) -> subprocess.Popen:
+        return subprocess.Popen([*self.dask, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})})
+
+    def ready(self) -> str:
+        """The address, once the two workers with slots have joined (again, after one was killed)."""
+        if len(self.processes) == 2:
+            for clone in self.clones:
+                self.processes.append(self._start("worker", self.address, "--nthreads", "2", "--resources", "node=2",
+                                                  env={"SEGBENCH_CLONE": str(clone), "STEP_SLEEP": "0"}))
+        wait_for(lambda: len(workers_of(self.address)) == 3)
+        return self.address
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+            process.wait(timeout=30)
+
+
+COMMIT = ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm"]
+
+
+@pytest.fixture(scope="module")
+def hand_cluster(template, tmp_path_factory):
+    cluster = HandCluster(template, tmp_path_factory.mktemp("hand"))
+    yield cluster
+    cluster.close()
 
 
 def one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
@@ -259,55 +314,32 @@ def one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
     assert message in done.stderr, done.stderr
 
 
-def test_workers_started_by_hand_in_their_own_clones_without_a_shared_file_system(template, sequential, tmp_path):
-    """`dask scheduler` and two `dask worker` processes, each in its own git clone, the outputs travelling
-    through a local-directory DVC remote; a worker without `node` slots, a dirty workspace and a commit
-    the workers cannot fetch are each one line."""
-    upstream = tmp_path / "upstream"  # where the coordinator pushes commits and the workers fetch them
-    shutil.copytree(template, upstream, symlinks=True)
-    dvc(upstream, "remote", "add", "-d", "store", str(tmp_path / "dvc-remote"))
-    commit = ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm"]
-    git(upstream, *commit, "a DVC remote", "--", ".dvc/config")
-    project, clones = tmp_path / "coordinator", [tmp_path / "clone-0", tmp_path / "clone-1"]
-    for where in (project, *clones):
-        git(tmp_path, "clone", "-q", str(upstream), str(where))
+def test_workers_started_by_hand_in_their_own_clones_without_a_shared_file_system(hand_cluster, sequential, tmp_path):
+    """No shared file system: the outputs travel through the DVC remote; a worker without `node` slots,
+    a dirty workspace and a commit the workers cannot fetch are each one line."""
+    one_line_error(hand_cluster.bare, "no worker has a `node` resource")
+    project, clones = tmp_path / "coordinator", hand_cluster.clones
+    git(tmp_path, "clone", "-q", str(hand_cluster.upstream), str(project))
     (project / "step.py").write_text(STEP + "# edited\n")
     dirty = cluster_repro(project, "--no-shared-fs", "--scheduler", "tcp://127.0.0.1:9")
     one_line_error(dirty, "--no-shared-fs: uncommitted changes to step.py; workers check out commit")
     git(project, "checkout", "-q", "--", "step.py")
 
-    address_file = tmp_path / "scheduler.json"
-    dask = [str(Path(sys.executable).parent / "dask")]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    scheduler = subprocess.Popen([*dask, "scheduler", "--scheduler-file", str(address_file), "--port", "0",
-                                  "--dashboard-address", ":0"], **quiet)
-    workers = []
-    try:
-        wait_for(address_file.exists)
-        address = json.loads(address_file.read_text())["address"]
-        workers.append(subprocess.Popen([*dask, "worker", address, "--nthreads", "1"], **quiet))
-        one_line_error(cluster_repro(project, "--scheduler", address, "download"), "no worker has a `node` resource")
-        for clone in clones:
-            workers.append(subprocess.Popen([*dask, "worker", address, "--nthreads", "2", "--resources", "node=2"],
-                                            env={**os.environ, "SEGBENCH_CLONE": str(clone), "STEP_SLEEP": "0"}, **quiet))
-        wait_for(lambda: len(workers_of(address)) == 3)
-        done = cluster_repro(project, "--scheduler", address, "--no-shared-fs")
-        assert done.returncode == 0, done.stderr + done.stdout
-        assert "8 ran; 0 unchanged" in done.stdout, done.stdout
-        assert not (project / "times").exists()  # the commands ran in the clones, not in this workspace
-        assert {p.stem for c in clones for p in (c / "times").glob("*.json")} == set(STAGES)
-        assert_like_dvc_repro(project, sequential())  # with out/score.txt, carried back in the result
-        assert (project / "out" / "score.txt").read_text() == (project / "out" / "plot.txt").read_text()
+    for clone in clones:
+        shutil.rmtree(clone / "times", ignore_errors=True)
+    done = cluster_repro(project, "--scheduler", hand_cluster.ready(), "--no-shared-fs")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "8 ran; 0 unchanged" in done.stdout, done.stdout
+    assert not (project / "times").exists()  # the commands ran in the clones, not in this workspace
+    assert {p.stem for c in clones for p in (c / "times").glob("*.json")} == set(STAGES)
+    assert_like_dvc_repro(project, sequential())  # with out/score.txt, carried back in the result
+    assert (project / "out" / "score.txt").read_text() == (project / "out" / "plot.txt").read_text()
 
-        git(project, *commit, "not pushed", "--allow-empty")  # the workers cannot fetch this commit
-        before = (project / "dvc.lock").read_text()
-        moved = cluster_repro(project, "--scheduler", address, "--no-shared-fs", "-f", "download")
-        one_line_error(moved, "cannot reach the coordinator's commit")
-        assert (project / "dvc.lock").read_text() == before and (project / "out" / "download.txt").exists()
-    finally:
-        for process in [*workers, scheduler]:
-            process.terminate()
-            process.wait(timeout=30)
+    git(project, *COMMIT, "not pushed", "--allow-empty")  # the workers cannot fetch this commit
+    before = (project / "dvc.lock").read_text()
+    moved = cluster_repro(project, "--scheduler", hand_cluster.address, "--no-shared-fs", "-f", "download")
+    one_line_error(moved, "cannot reach the coordinator's commit")
+    assert (project / "dvc.lock").read_text() == before and (project / "out" / "download.txt").exists()
 
 
 def workers_of(address: str) -> dict:
