@@ -1,7 +1,9 @@
 """Shared fixtures: tiny synthetic data, and a way to run segbench/DVC as a user would."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,26 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> 
 
 def segbench(args: list[str], cwd: Path, check: bool = False) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "segbench", *args], cwd, check=check)
+
+
+def dvc(args: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", *args], cwd, check=check, timeout=timeout)
+
+
+# Bookkeeping stages: `environment` is always_changed (every repro runs it, `dvc status` always
+# names it); `model_code` re-hashes the architectures' files in a second whenever `models:` changes.
+ALWAYS = {"environment"}
+BOOKKEEPING = ALWAYS | {"model_code"}
+
+
+def ran_stages(output: str) -> set[str]:
+    """The stages a `dvc repro` ran (from its output), less the bookkeeping ones."""
+    return set(re.findall(r"Running stage '([^']+)'", output)) - BOOKKEEPING
+
+
+def stale_stages(repo: Path) -> set[str]:
+    """The stages `dvc status` names, less the one that is always changed."""
+    return set(json.loads(dvc(["status", "--json"], repo).stdout or "{}")) - ALWAYS
 
 
 TINY_PARAMS = {

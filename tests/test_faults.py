@@ -25,7 +25,7 @@ import numpy as np
 import psutil
 import pytest
 import torch
-from conftest import BIN, REPO, TINY_PARAMS, run, write_params
+from conftest import BIN, REPO, TINY_PARAMS, dvc, ran_stages, write_params
 
 import segbench.cli as cli
 import segbench.fsutil as fsutil
@@ -437,15 +437,6 @@ def test_the_source_check_catches_what_it_should():
 
 
 # --- SIGKILL during download and preprocess; repro twice and forced (real DVC) --------------------
-
-def ran_stages(output: str) -> set[str]:
-    """The stages a repro ran, less the bookkeeping ones (model_code, a second; environment, every repro)."""
-    return set(re.findall(r"Running stage '([^']+)'", output)) - {"model_code", "environment"}
-
-
-def dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "dvc", *args], cwd, check=check)
-
 
 def kill_stage_once_writing(workspace: Path, dvc_args: list[str], stage: str, staging: str,
                             timeout: float = 180, attempts: int = 5) -> float:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run
+from conftest import REPO, dvc, ran_stages
 from reduced import shrink_params
 from test_preprocess import CAMVID, needs_camvid
 
@@ -21,10 +20,6 @@ from segbench.config import load_params
 
 SHIPPED = [REPO / "params.yaml", *sorted((REPO / "params").glob("*.yaml"))]
 IDS = [p.relative_to(REPO).as_posix() for p in SHIPPED]
-
-
-def dvc(args: list[str], cwd: Path, check: bool = True):
-    return run([sys.executable, "-m", "dvc", *args], cwd, check=check, timeout=3600)
 
 
 def test_every_shipped_file_is_listed():
@@ -94,4 +89,4 @@ def test_reduced_repro_of_camvid_reads_it_in_place(workspace):
     assert report["split"] == "test" and list(report["iou_per_class"]) == manifest["class_names"]
     # nothing from the dataset is copied into the workspace, and a second run has nothing to do
     assert not list((workspace / "data/raw").glob("*.png")) and not (workspace / "data/raw/train").exists()
-    assert "Running stage" not in dvc(["repro"], workspace).stdout
+    assert ran_stages(dvc(["repro"], workspace, timeout=3600).stdout) == set()

@@ -3,12 +3,11 @@ comparing two commits: `dvc metrics diff` and `dvc plots diff` show the edited m
 and nothing for the other model (its stages did not re-run, so even its timings are equal)."""
 import io
 import json
-import re
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY_PARAMS, run, write_params
+from conftest import TINY_PARAMS, dvc, ran_stages, run, stale_stages, write_params
 
 from segbench import paths
 
@@ -21,24 +20,6 @@ SEED = 0  # one training seed: stages train@<model>-0 and evaluate@<model>-0
 # budget (the shortest learned model's training time) and the diagnoses that weigh a row against its neighbours
 VS_BEST = ["pareto", "miou_vs_best", "miou_vs_best_low", "miou_vs_best_high", "miou_tied_with_best", "miou_verdict",
            "best_set", "p_best", "miou_equal_time", "diagnosis"]
-
-
-ALWAYS = {"environment"}  # always_changed: it runs on every repro and `dvc status` always names it
-
-
-def ran_stages(output: str) -> set[str]:
-    """The stages a repro ran, less the bookkeeping ones (model_code: a second, on any models: edit)."""
-    return set(re.findall(r"Running stage '([^']+)'", output)) - ALWAYS - {"model_code"}
-
-
-def stale_stages(workspace) -> set[str]:
-    return set(json.loads(dvc(["status", "--json"], workspace).stdout)) - ALWAYS
-
-
-def dvc(args, cwd):
-    import sys
-
-    return run([sys.executable, "-m", "dvc", *args], cwd)
 
 
 GIT = ["git", "-c", "user.email=test@segbench", "-c", "user.name=segbench-test"]

@@ -9,17 +9,15 @@ what is stale depends only on the recorded hashes of deps, params and outs."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_PARAMS, copy_pipeline, run, write_params
+from conftest import TINY_PARAMS, copy_pipeline, dvc, run, stale_stages, write_params
 
 pytestmark = pytest.mark.integration
 
 PARAMS = {**TINY_PARAMS, "models": {**TINY_PARAMS["models"], "unet_wide": {"arch": "unet", "base_channels": 8}}}
-ALWAYS = {"environment"}  # always_changed: `dvc status` names it on every call
 
 NEW_DECLARATION = '''"""Architecture `tiny`: one convolution."""
 from dataclasses import dataclass
@@ -45,14 +43,6 @@ from .registry import register_model
 def build_tiny(num_classes: int, opts: TinyOptions) -> nn.Module:
     return nn.Conv2d(3, num_classes, 3, padding=1)
 '''
-
-
-def dvc(args: list[str], cwd: Path):
-    return run([sys.executable, "-m", "dvc", *args], cwd)
-
-
-def stale(repo: Path) -> set[str]:
-    return set(json.loads(dvc(["status", "--json"], repo).stdout or "{}")) - ALWAYS
 
 
 def model_stages(model: str) -> set[str]:
@@ -90,7 +80,7 @@ def recorded(tmp_path_factory, request) -> Path:
     dvc(["repro", "model_code", "environment"], repo)
     placeholder_outputs(repo)
     dvc(["commit", "--force", "--quiet"], repo)
-    assert stale(repo) == set()
+    assert stale_stages(repo) == set()
     return repo
 
 
@@ -98,10 +88,10 @@ def test_editing_one_architecture_stales_only_the_models_built_from_it(recorded)
     module = recorded / "src/segbench/models/unet.py"
     original = module.read_text()
     module.write_text(original + "# an edit\n")
-    assert stale(recorded) == {"model_code"}  # the manifests are rewritten first ...
+    assert stale_stages(recorded) == {"model_code"}  # the manifests are rewritten first ...
     dvc(["repro", "model_code"], recorded)
     edited = {f"{s}@{m}" for m in ("unet", "unet_wide") for s in ("train", "evaluate")}
-    assert stale(recorded) == {s + "-0" for s in edited} | {"profile@unet", "profile@unet_wide"}  # ... then
+    assert stale_stages(recorded) == {s + "-0" for s in edited} | {"profile@unet", "profile@unet_wide"}  # ... then
     module.write_text(original)  # deeplab never was stale; reverting the edit restores the recorded hashes
     dvc(["repro", "model_code"], recorded)
 
@@ -113,9 +103,9 @@ def test_a_new_architecture_stales_only_its_model_and_the_plot(recorded):
     params = yaml.safe_load((recorded / "params.yaml").read_text())
     write_params(recorded / "params.yaml", {**params, "models": {**params["models"], "tiny": {"arch": "tiny"}}})
     try:
-        assert stale(recorded) == {"model_code", "plot"} | model_stages("tiny")
+        assert stale_stages(recorded) == {"model_code", "plot"} | model_stages("tiny")
         dvc(["repro", "model_code"], recorded)
-        assert stale(recorded) == {"plot"} | model_stages("tiny")
+        assert stale_stages(recorded) == {"plot"} | model_stages("tiny")
         manifest = json.loads((recorded / "data/model_code/tiny.json").read_text())
         assert set(manifest["files"]) >= {"segbench/models/tiny.py", "segbench/models/archs/tiny.py"}
     finally:
@@ -129,11 +119,11 @@ def test_a_new_dataset_layout_stales_nothing_of_a_run_on_another(recorded):
     layout = recorded / "src/segbench/data/sources/my_layout.py"
     layout.write_text('"""A layout of my own."""\n')
     try:
-        assert stale(recorded) == set()
+        assert stale_stages(recorded) == set()
         synthetic = recorded / "src/segbench/data/sources/synthetic.py"  # the active layout is a dep
         original = synthetic.read_text()
         synthetic.write_text(original + "# an edit\n")
-        assert stale(recorded) == {"download", "preprocess"}  # both run the active layout
+        assert stale_stages(recorded) == {"download", "preprocess"}  # both run the active layout
         synthetic.write_text(original)
     finally:
         layout.unlink()
@@ -143,10 +133,10 @@ def test_profiles_follow_the_environment_fingerprint(recorded):
     fingerprint = recorded / "metrics/environment.json"
     recorded_text = fingerprint.read_text()
     dvc(["repro", "environment"], recorded)  # the same machine writes the same fingerprint
-    assert fingerprint.read_text() == recorded_text and stale(recorded) == set()
+    assert fingerprint.read_text() == recorded_text and stale_stages(recorded) == set()
     env = json.loads(recorded_text)
     fingerprint.write_text(json.dumps({**env, "cpu": "Another CPU", "cpu_features": ["avx2"]}, indent=2) + "\n")
     try:  # and the plot, which reads every metrics file (it shows where each number was measured)
-        assert stale(recorded) == {"profile@unet", "profile@unet_wide", "profile@deeplab", "plot"}
+        assert stale_stages(recorded) == {"profile@unet", "profile@unet_wide", "profile@deeplab", "plot"}
     finally:
         fingerprint.write_text(recorded_text)
