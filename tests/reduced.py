@@ -62,3 +62,18 @@ def shrink_params(params_path: Path, *, seeds: int = 1, epochs: int = 1, image_s
                 _small_batches(entry.get("train"), batch_size)
         for name, values in (("evaluate", EVALUATE), ("profile", PROFILE), ("plot", PLOT)):
             params.setdefault(name, {}).update(values)
+
+
+def one_model_per_architecture(params_path: Path) -> list[str]:
+    """Keep the first model of each architecture and backbone (the code a run exercises) and drop
+    the rest, which differ only in options validated by `segbench check`; the models kept."""
+    kept: dict[tuple, str] = {}
+    with modify_yaml(Path(params_path)) as params:
+        models = params.get("models") or {}
+        for name, entry in models.items():
+            spec = entry if isinstance(entry, dict) else {}
+            kept.setdefault((spec.get("arch"), spec.get("backbone"), spec.get("encoder")), name)
+        for name in [m for m in models if m not in kept.values()]:
+            del models[name]
+    return list(kept.values())
+
