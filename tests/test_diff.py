@@ -20,6 +20,7 @@ import fake_run
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO
 from fake_run import ENV, QUIET, eval_report, per_image_counts, write_json
 
 from segbench import stats
@@ -29,7 +30,7 @@ from segbench.keys import LatencyKey, throughput_key
 from segbench.revisions import rows as diff_rows
 from segbench.revisions.costs import cost_rows
 from segbench.revisions.quality import Evidence, quality_rows
-from segbench.revisions.read import ModelMetrics
+from segbench.revisions.read import ModelMetrics, RevisionError
 
 SEEDS = [0, 1, 2]
 BASE = {"big": (0.95, 0.85), "small": (0.85, 0.65), "twin": (0.85, 0.65), "worse": (0.7, 0.4)}
@@ -439,3 +440,47 @@ def test_depth_rmse_is_a_headline_score_with_the_paired_bootstrap():
                                    lambda n: weights.setdefault(n, stats.bootstrap_weights(n, 300, 0)))
     (rmse,) = rows
     assert method == "paired bootstrap" and rmse.note == "paired bootstrap" and rmse.verdict == diff_rows.WORSE
+
+
+# --- segbench diff --retime: both revisions' models timed side by side, interleaved, on this machine now --------
+
+@pytest.fixture(scope="module")
+def two_widths(tmp_path_factory) -> Path:
+    """A scratch git repo holding segbench's code and a tiny params file: HEAD~1 with a UNet of base_channels 8,
+    HEAD with the same model twice as wide (about 4x the FLOPs)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("retime")
+    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["image_size"] = [32, 32]
+    params["profile"].update({"input_sizes": [], "backends": ["eager"], "warmup": 1, "min_runs": 5, "max_runs": 20,
+                              "time_budget_s": 0.05, "threads": 1})
+    git = ["git", "-c", "user.email=test@segbench", "-c", "user.name=segbench-test"]
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    for width in (8, 16):
+        params["models"] = {"unet": {"arch": "unet", "base_channels": width}}
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+        subprocess.run([*git, "commit", "-qm", f"base_channels {width}"], cwd=root, check=True)
+    return root
+
+
+def test_retime_of_a_revision_against_itself_is_the_same(two_widths):
+    from segbench.revisions.retime import retime
+
+    rows = retime("HEAD", "HEAD", two_widths, rounds=3)
+    assert [(r.model, r.key) for r in rows] == [("unet", "latency_cpu_ms")]
+    assert [r.verdict for r in rows] == ["same"], rows
+    assert not subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=two_widths, capture_output=True,
+                              text=True).stdout.count("\nworktree ")  # the temporary checkouts are gone
+
+
+def test_retime_finds_the_wider_model_slower(two_widths):
+    from segbench.revisions.retime import render, retime
+
+    rows = retime("HEAD~1", "HEAD", two_widths, rounds=3)
+    assert [r.verdict for r in rows] == ["worse"] and rows[0].ratio > 1.2 and rows[0].low > 1, rows
+    assert "worse (" in render(rows, "HEAD~1", "HEAD", 3)
+    with pytest.raises(RevisionError, match="nosuchrev"):
+        retime("nosuchrev", "HEAD", two_widths, rounds=3)

@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="every DVC experiment against A (default HEAD): the params it set, the models it changed")
     parser.add_argument("--resamples", type=_resamples, default=None,
                         help="test-image bootstrap resamples (default: params plot.bootstrap, else 2000)")
+    parser.add_argument("--retime", action="store_true",
+                        help="re-time both revisions' models side by side, interleaved, on this machine now, and "
+                             "give their latencies a verdict (timings from two runs are otherwise not comparable)")
+    parser.add_argument("--rounds", type=_resamples, default=5, help="--retime: interleaved rounds per revision (5)")
 
 
 def _resamples(text: str) -> int:
@@ -46,6 +50,12 @@ def run(args: argparse.Namespace) -> None:
         diff = compare_revisions(args.a, args.b, params_file=args.params, resamples=args.resamples)
         out = render.as_json(diff) if args.json else render.markdown(diff) if args.md else render.text(diff, args.every)
         worse = diff.worse()
+        if args.retime:
+            from ..revisions.retime import render as retimed
+            from ..revisions.retime import retime
+
+            out += "\n\n" + retimed(retime(args.a, args.b, rounds=args.rounds, params_file=args.params),
+                                     args.a, args.b, args.rounds)
     _print(out)
     if args.fail_on == "worse" and worse:
         raise SystemExit(1)
