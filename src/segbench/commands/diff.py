@@ -54,11 +54,19 @@ def run(args: argparse.Namespace) -> None:
             from ..revisions.retime import render as retimed
             from ..revisions.retime import retime
 
-            out += "\n\n" + retimed(retime(args.a, args.b, rounds=args.rounds, params_file=args.params),
-                                     args.a, args.b, args.rounds)
+            rows = retime(args.a, args.b, rounds=args.rounds, params_file=args.params)
+            out = _with_json(out, rows) if args.json else out + "\n\n" + retimed(rows, args.a, args.b, args.rounds)
     _print(out)
     if args.fail_on == "worse" and worse:
         raise SystemExit(1)
+
+
+def _with_json(text: str, rows: list) -> str:
+    """The JSON output with the re-timed rows under "retimed"."""
+    import dataclasses
+    import json
+
+    return json.dumps({**json.loads(text), "retimed": [dataclasses.asdict(r) for r in rows]}, indent=2)
 
 
 def _print(text: str) -> None:
