@@ -74,9 +74,10 @@ def tradeoff_figure(table: pd.DataFrame, colours: dict[str, tuple], axis: CostAx
         if setting:
             ax.set_title(setting, fontsize=10)
     handles = [Line2D([], [], ls="", marker="o", color=colours.get(m, "grey"), label=m) for m in dict.fromkeys(table["model"])]
-    handles += [Line2D([], [], ls="--", color="dimgrey", label="Pareto front"),
-                Line2D([], [], ls="", marker="o", ms=11, mfc="none", mec="black", label="on the front"),
-                Line2D([], [], ls="-", marker="_", ms=8, color="dimgrey", label="95% CI (mIoU: seeds; cost: rounds or seeds)")]
+    if valid["pareto"].astype(bool).any():  # none for throughput and memory (report/tables.py resources)
+        handles += [Line2D([], [], ls="--", color="dimgrey", label="Pareto front"),
+                    Line2D([], [], ls="", marker="o", ms=11, mfc="none", mec="black", label="on the front")]
+    handles.append(Line2D([], [], ls="-", marker="_", ms=8, color="dimgrey", label="95% CI (mIoU: seeds; cost: rounds or seeds)"))
     if flagged:
         handles.append(Line2D([], [], ls="", marker="x", ms=10, mew=2, color="red", label=" / ".join(flagged)))
     if "converged" in valid and valid["converged"].eq(False).any():
