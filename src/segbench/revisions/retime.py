@@ -46,7 +46,7 @@ for name in job["models"]:
     model = build_model(spec.arch, job["num_classes"], task=spec.task, **spec.options).eval()
     sizes = [tuple(s) for s in job["sizes"]]
     round_job = RoundJob(sizes=sizes, batch_size=1, budget=Budget(**job["budget"]), backends=tuple(job["backends"]),
-                         threads=job["threads"], cuda=False, amp_dtype="bfloat16", agreement=False)
+                         threads=job["threads"] or torch.get_num_threads(), cuda=False, amp_dtype="bfloat16", agreement=False)
     out[name] = {key.name: timing.median_ms for key, timing in time_round(model, round_job).timings.items()}
 print("SEGBENCH_RETIME " + json.dumps(out))
 """
@@ -149,7 +149,7 @@ def job_for(params, models: list[str]) -> dict:
     budget = {"warmup": profile.warmup, "min_runs": profile.min_runs, "max_runs": profile.max_runs,
               "time_budget_s": profile.time_budget_s}
     return {"models": models, "sizes": sizes, "backends": list(profile.backends), "budget": budget,
-            "threads": profile.threads or 1, "num_classes": int(classes)}
+            "threads": profile.threads, "num_classes": int(classes)}  # 0: torch's default, as the profile stage
 
 
 def retime(a: str, b: str, root: Path = Path("."), rounds: int = 5, params_file: str = "params.yaml") -> list[RetimedRow]:
