@@ -14,8 +14,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# What a fresh checkout holds that the pipeline needs (everything else is generated).
-REPO_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", "stages", "src"]
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -98,16 +96,11 @@ def write_params(path: Path, params: dict) -> None:
 
 
 def copy_pipeline(dest: Path) -> None:
-    """The repository's pipeline files (REPO_FILES), as the working tree has them, into `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in REPO_FILES:
-        src = REPO / name
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, target)
+    """The repository's pipeline files, as the working tree has them, into `dest` (and params.yaml)."""
+    from segbench.commands.demo import copy_pipeline as copy_files
+
+    copy_files(REPO, dest)
+    shutil.copy2(REPO / "params.yaml", dest / "params.yaml")
 
 
 @pytest.fixture

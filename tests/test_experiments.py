@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, REPO_FILES, TINY_PARAMS, dvc, ran_stages, run, write_params
+from conftest import REPO, TINY_PARAMS, copy_pipeline, dvc, ran_stages, run, write_params
 
 from segbench import paths
 
@@ -40,14 +40,7 @@ def tiny_benchmark() -> dict:
 def benchmark_repo(tmp_path_factory) -> Path:
     """A git + DVC repo of the pipeline with one tiny model, reproduced and committed (the baseline)."""
     dest = tmp_path_factory.mktemp("exp") / "repo"
-    dest.mkdir()
-    for name in REPO_FILES:
-        src, target = REPO / name, dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, target)
+    copy_pipeline(dest)
     write_params(dest / "params.yaml", tiny_benchmark())
     git(["init", "-q"], dest)
     git(["add", "-A"], dest)

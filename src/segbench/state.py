@@ -65,7 +65,7 @@ class Progress:
         self.stopped_early = patience > 0 and self.stale >= patience and self.epoch < last_epoch
 
     def convergence(self, select: str, higher_is_better: bool) -> dict:
-        """train.json's plateau test (README "Converged or not"): the run `converged` when the best
+        """train.json's plateau test (docs/measurement.md "Converged or not"): the run `converged` when the best
         `val_<select>` of its last quarter of epochs (at least 2) improves on the best before them by
         less than PLATEAU_TOLERANCE, relative; early stopping found a plateau by definition; a run too
         short to have epochs before its last quarter cannot show one. `late_gain`: that relative

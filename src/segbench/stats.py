@@ -1,7 +1,7 @@
 """Uncertainty of the scores: seed replicates and the test set, and paired comparisons.
 
 Numpy, scipy and segbench.metrics' score arithmetic (torch-free): the aggregate stage summarises
-each model's seeds with it, the plot stage compares models with it. The method, in the README's
+each model's seeds with it, the plot stage compares models with it. The method, in docs/statistics.md's
 words too:
 
 - **Over seeds** (`summarize`, in segbench.replicates): mean, sample standard deviation (n - 1), n and the 95% Student-t

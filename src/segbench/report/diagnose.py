@@ -1,5 +1,6 @@
-"""Why a row sits where it does: each model's diagnoses, each with its evidence (README "Why a row
-sits where it does"). Pure: numbers in (metrics, per-image counts), diagnoses out; no files, no drawing.
+"""Why a row sits where it does: each model's diagnoses, each with its evidence (docs/statistics.md).
+
+Pure: numbers in (metrics, per-image counts), diagnoses out; no files, no drawing.
 
 - overfits: validation has stopped improving (its best score rose by less than PLATEAU_GAIN over the
   last quarter of the epochs, train.json `late_gain` averaged over seeds) and the mean train - test
@@ -13,7 +14,7 @@ sits where it does"). Pure: numbers in (metrics, per-image counts), diagnoses ou
   interval includes 0 (segbench.comparison's `tied_neighbours`: the same paired model as every other
   statement, so both rows of such a pair are flagged, and a row's n, the other row's spread and the
   test-image noise all count);
-- unconverged: train.json `converged` false (README "Converged or not").
+- unconverged: train.json `converged` false (docs/measurement.md "Converged or not").
 """
 from __future__ import annotations
 

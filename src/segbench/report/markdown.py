@@ -91,7 +91,7 @@ def summary_markdown(df: pd.DataFrame, best: dict[str, str], columns: Sequence[C
 
 def markdown_table(df: pd.DataFrame, best: dict[str, str] | None = None, columns: Sequence[Column] = SUMMARY,
                    margin: float = 0.01, legend: bool = True) -> str:
-    """The README's table: mean +- 95% CI over seeds, the difference to the best with its interval
+    """The summary table: mean +- 95% CI over seeds, the difference to the best with its interval
     and verdict, GPU columns only when some model has them, missing as a dash.
     `best`: score -> the best model (segbench.comparison)."""
     best = best or {}

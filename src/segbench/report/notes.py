@@ -195,7 +195,7 @@ def contention_note(metrics: list[ModelMetrics]) -> str:
                 busy.append(f"{m.name} {'training' if part == 'train' else 'profiling'} ({share:.0%} of the CPU)")
     if not busy:
         return ""
-    return (f"⚠ Contended timings (other processes took more than the threshold of the CPU while they ran; README "
+    return (f"⚠ Contended timings (other processes took more than the threshold of the CPU while they ran; docs/measurement.md "
             f"\"Honest timings\"): {', '.join(busy)}. Those costs are not comparable with quiet ones; quality is unaffected.\n")
 
 

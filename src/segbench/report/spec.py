@@ -117,7 +117,7 @@ SUMMARY = (
     Column("train_time_s", "train time (s)", "train", cost_interval=True),
     Column("train_peak_rss_mb", "train peak memory (MB)", "train", key="peak_rss_mb", show=any_value),
     Column("best_val_miou", "best val mIoU", "train", number="{:.4f}"),
-    # best val mIoU within the equal training-time budget (report/equal_time.py; README "Why a row sits where it does")
+    # best val mIoU within the equal training-time budget (report/equal_time.py; docs/statistics.md)
     Column("miou_equal_time", "mIoU at equal training time", source="miou_equal_time", number="{:.4f}", show=any_value),
     Column("latency_cpu_ms", "CPU latency (ms)", "profile", per_size="CPU latency {size} (ms)", cost_interval=True),
     Column("fastest_cpu_backend", "fastest CPU backend", source="fastest_cpu_backend", show=differ),

@@ -75,7 +75,7 @@ def setting_mismatch(a: dict, b: dict, keys) -> list[str]:
 
 
 def contention_mismatch(a: dict, b: dict) -> list[str]:
-    """A timing made on a busy machine (README "Honest timings") compares with nothing."""
+    """A timing made on a busy machine (docs/measurement.md "Honest timings") compares with nothing."""
     busy = [side for side, record in (("A", a), ("B", b)) if (record.get("contention") or {}).get("contended")]
     return [f"contended timing at {' and '.join(busy)}"] if busy else []
 
