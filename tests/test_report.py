@@ -213,7 +213,7 @@ def test_summary_sorted_by_miou_with_significance_and_pareto_axes(stage_run):
     # the details: every other column (params and converged only in summary.csv; seeds: all 3)
     dmd = details.strip().splitlines()
     dheader = [c.strip() for c in dmd[0].strip("|").split("|")]
-    assert dheader[:4] == ["model", "mIoU vs best (95% CI)", "could be best", "P(best)"]
+    assert dheader[:4] == ["model", "mIoU vs best (CI at Holm's level)", "could be best", "P(best)"]
     assert "GPU latency (ms)" in dheader and not {"params", "converged", "seeds", "size (MB)"} & set(dheader)
     assert dheader.index("CPU latency 48x64 (ms)") == dheader.index("CPU latency (ms)") + 1
     drows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in dmd[2:6]}

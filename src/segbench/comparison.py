@@ -28,6 +28,7 @@ from .stats import (
     ScoreRule,
     bootstrap_weights,
     compare,
+    holm_levels,
     holm_reject,
     prob_best,
     seed_scores,
@@ -59,6 +60,7 @@ class ScoreComparison:
     tied_neighbours: dict[str, tuple] = field(default_factory=dict)  # model -> its neighbours in the ranking by mean
                                                                      # whose difference's interval includes 0
     identical: list = field(default_factory=list)  # pairs with bit-identical per-seed scores
+    vs_best_holm: dict[str, Comparison] = field(default_factory=dict)  # model - best, its interval at Holm's level
 
     def tied_with_best(self, model: str) -> bool:
         """The 95% interval of model - best includes 0 (one test, no multiplicity correction)."""
@@ -125,9 +127,13 @@ def _against_best(models: list[str], best: str, vs_best: dict[str, Comparison], 
         if r:
             better[(j, i) if means[j] > means[i] else (i, j)] = True
     b = models.index(best)
+    # each model - best with its interval at the level Holm tests that pair at: the interval shown beside a
+    # verdict excludes 0 exactly when the verdict is "worse" (a plain 95% one could exclude 0 beside "inconclusive")
+    levels = dict(zip(unordered, holm_levels([pairs[p].p_value for p in unordered]))) if unordered else {}
+    vs_best_holm = {m: vs_best[m].at_level(levels[tuple(sorted((models.index(m), b)))]) for m in others}
     verdicts = {best: "best"}
     for m in others:
-        c = vs_best[m]
+        c = vs_best_holm[m]
         inside = -margin < c.low and c.high < margin
         verdicts[m] = "worse" if better[b, models.index(m)] else (EQUIVALENT if inside else INCONCLUSIVE)
     # the seeds that would settle model vs best, at the level Holm tests that pair at now (its rank among the
@@ -146,6 +152,7 @@ def _against_best(models: list[str], best: str, vs_best: dict[str, Comparison], 
             close[models[x]] = (*close.get(models[x], ()), models[y])
             close[models[y]] = (*close.get(models[y], ()), models[x])
     return {"best_set": frozenset(m for m in models if not better[b, models.index(m)]), "verdicts": verdicts,
+            "vs_best_holm": vs_best_holm,
             "better": better,
             "seeds_needed": {m: n for m, (n, _) in needed.items()},
             "needed_level": {m: lvl for m, (_, lvl) in needed.items()}, "tied_neighbours": close,

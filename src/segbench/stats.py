@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -128,6 +128,13 @@ class Comparison:
         z = abs(self.diff) / self.se
         return float(2 * (stats.norm.sf(z) if math.isinf(self.df) else stats.t.sf(z, self.df)))
 
+    def at_level(self, level: float) -> Comparison:
+        """The same difference with its interval at two-sided level `level` (1 - confidence)."""
+        if not self.se > 0 or math.isnan(self.diff):
+            return self
+        half = t_quantile(self.df, 1 - level) * self.se
+        return replace(self, low=self.diff - half, high=self.diff + half)
+
     def as_dict(self) -> dict:
         return {"diff": self.diff, "ci95_low": self.low, "ci95_high": self.high, "se": self.se,
                 "df": None if math.isinf(self.df) else self.df, "significant": self.significant}
@@ -168,6 +175,20 @@ def holm_reject(p_values, alpha: float = 1 - CONFIDENCE) -> np.ndarray:
     rejected = np.zeros(len(p), bool)
     rejected[order] = passed
     return rejected
+
+
+def holm_levels(p_values, alpha: float = 1 - CONFIDENCE) -> np.ndarray:
+    """Per hypothesis, the level whose interval agrees with holm_reject: a rejected one's own step
+    (alpha / (m - rank)), an accepted one's the step where the procedure stopped. Its interval excludes
+    0 exactly when Holm rejects it, so an interval and its verdict never disagree."""
+    p = np.asarray(p_values, float)
+    order = np.argsort(p, kind="stable")
+    thresholds = alpha / (len(p) - np.arange(len(p)))
+    failed = np.flatnonzero(p[order] > thresholds)
+    stop = thresholds[failed[0]] if failed.size else math.inf
+    levels = np.empty(len(p))
+    levels[order] = np.minimum(thresholds, stop)
+    return levels
 
 
 def verdict(c: Comparison, margin: float) -> str:

@@ -108,7 +108,7 @@ SUMMARY = (
     Column("pareto", "pareto", source="pareto", empty=""),
     Column("miou", "mIoU (95% CI)", "eval", number="{:.4f}", interval=True),
     Column("seeds", "seeds", source="seeds", integer=True, number="{}", show=differ),
-    Column("miou_vs_best", "mIoU vs best (95% CI)", compare="miou"),
+    Column("miou_vs_best", "mIoU vs best (CI at Holm's level)", compare="miou"),
     Column("best_set", "could be best", source="best_set", empty=""),  # Holm over the k - 1 comparisons with the best
     Column("p_best", "P(best)", source="p_best", number="{:.0%}"),  # over joint posterior draws (stats.prob_best)
     Column("mrecall", "mRecall", "eval", number="{:.4f}"),

@@ -149,7 +149,8 @@ def _vs_best(column: Column, comparison: ScoreComparison, metrics: list[ModelMet
     """<score>_vs_best (model - best, mean over seeds), its 95% interval, whether it includes 0 and the
     verdict (best, equivalent, inconclusive, worse: segbench.comparison)."""
     low, high, tied, verdict = column.companions
-    diffs = [comparison.vs_best[m.name] for m in metrics]
+    # the interval at the level Holm tests the pair at (where there is one), so that it agrees with the verdict
+    diffs = [comparison.vs_best_holm.get(m.name, comparison.vs_best[m.name]) for m in metrics]
     return {column.name: [c.diff for c in diffs], low: [c.low for c in diffs], high: [c.high for c in diffs],
-            tied: [comparison.tied_with_best(m.name) for m in metrics],
+            tied: [m.name == comparison.best or not c.significant for m, c in zip(metrics, diffs)],
             verdict: [comparison.verdicts.get(m.name, "") for m in metrics]}
