@@ -305,3 +305,15 @@ def test_identical_per_seed_scores_are_tied_and_named_not_unstable():
     result = compare_scores({"a": {"mask_counts": counts}, "b": {"mask_counts": counts.copy()}}, 200)["miou"]
     assert result.verdicts["b"] in ("equivalent", "inconclusive") and result.identical == [("a", "b")]
     assert result.tied_neighbours == {} and result.p_best["a"] == pytest.approx(0.5, abs=0.1)
+
+
+def test_holm_levels_give_intervals_that_agree_with_holm():
+    """An interval at its pair's Holm level excludes 0 (p <= level) exactly when Holm rejects the pair,
+    also where a pair passes its own step after the procedure has stopped (the case a plain 95%
+    interval or the pair's own step gets wrong)."""
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        p = rng.uniform(0, 0.1, rng.integers(1, 10)) ** rng.uniform(0.5, 3)
+        assert np.array_equal(p <= stats.holm_levels(p), stats.holm_reject(p)), p
+    p = np.array([0.045, 0.03])  # 0.03 fails its step 0.025, so 0.045 is not rejected though 0.045 <= 0.05
+    assert not stats.holm_reject(p).any() and np.allclose(stats.holm_levels(p), [0.025, 0.025])

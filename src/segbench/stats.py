@@ -178,16 +178,19 @@ def holm_reject(p_values, alpha: float = 1 - CONFIDENCE) -> np.ndarray:
 
 
 def holm_levels(p_values, alpha: float = 1 - CONFIDENCE) -> np.ndarray:
-    """Per hypothesis, the level whose interval agrees with holm_reject: a rejected one's own step
-    (alpha / (m - rank)), an accepted one's the step where the procedure stopped. Its interval excludes
-    0 exactly when Holm rejects it, so an interval and its verdict never disagree."""
+    """Per hypothesis, the level whose interval agrees with holm_reject: its own step alpha / (m - rank)
+    (the level seeds_needed uses), except for one that passes its own step but is not rejected because
+    the procedure stopped earlier: that one gets the stopping step. Its interval excludes 0 exactly
+    when Holm rejects it, so an interval and its verdict never disagree."""
     p = np.asarray(p_values, float)
     order = np.argsort(p, kind="stable")
     thresholds = alpha / (len(p) - np.arange(len(p)))
-    failed = np.flatnonzero(p[order] > thresholds)
+    passes = p[order] <= thresholds
+    failed = np.flatnonzero(~passes)
     stop = thresholds[failed[0]] if failed.size else math.inf
+    stopped = passes & (np.arange(len(p)) > (failed[0] if failed.size else len(p)))
     levels = np.empty(len(p))
-    levels[order] = np.minimum(thresholds, stop)
+    levels[order] = np.where(stopped, stop, thresholds)
     return levels
 
 
