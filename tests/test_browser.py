@@ -150,7 +150,8 @@ def test_every_declared_plot_draws_offline(report):
     # the report's own plots, and every model's confusion matrix and predictions from aggregate
     assert {"plots/measured/miou_vs_latency_cuda.csv", "plots/measured/miou_vs_resources.csv", "plots/iou_per_class.csv",
             "Validation mIoU per epoch"} <= set(vega)
-    assert not any("depth" in name for name in vega + images)  # no depth without task seg_depth: no figure
+    depth = [name for name in vega + images if "depth" in name]
+    assert not depth, depth  # no depth without task seg_depth: no figure
     assert {f"plots/{m}/confusion.csv" for m in MODELS} <= set(vega)
     assert {f"plots/{m}/predictions.png" for m in MODELS} | {"plots/training_curves.png"} <= set(images)
 
