@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
+from ..report.cost_tests import Estimate, welch
 from ..stats import holm_reject
 from .read import RevisionError
 
@@ -125,16 +126,19 @@ def verdicts(timed: list[list[dict]]) -> list[RetimedRow]:
     rejected = holm_reject(p_values) if p_values else np.zeros(0, bool)
     out = []
     for (model, key, a, b), p, reject in zip(rows, p_values, rejected):
-        diff = b.mean() - a.mean()
-        var = a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b) if min(len(a), len(b)) >= 2 else math.nan
-        df = var ** 2 / ((a.var(ddof=1) / len(a)) ** 2 / (len(a) - 1) + (b.var(ddof=1) / len(b)) ** 2 / (len(b) - 1)) \
-            if var and not math.isnan(var) else math.inf
-        half = sps.t.ppf(0.975, df) * math.sqrt(var) if not math.isnan(var) else math.nan
-        verdict = ("needs >= 2 rounds" if min(len(a), len(b)) < 2 else
-                   ("better" if diff < 0 else "worse") if reject else "same")
+        if min(len(a), len(b)) < 2:
+            diff, low, high, verdict = b.mean() - a.mean(), math.nan, math.nan, "needs >= 2 rounds"
+        else:
+            c = welch(_log_estimate(b), _log_estimate(a))  # the Welch interval the summary's cost tests use
+            diff, low, high = c.diff, c.low, c.high
+            verdict = ("better" if diff < 0 else "worse") if reject else "same"
         out.append(RetimedRow(model, key, float(np.exp(a.mean())), float(np.exp(b.mean())), float(np.exp(diff)),
-                              float(np.exp(diff - half)), float(np.exp(diff + half)), float(p), verdict))
+                              float(np.exp(low)), float(np.exp(high)), float(p), verdict))
     return out
+
+
+def _log_estimate(logs: np.ndarray) -> Estimate:
+    return Estimate(float(logs.mean()), float(logs.std(ddof=1)) / math.sqrt(len(logs)), len(logs) - 1, len(logs))
 
 
 def job_for(params, models: list[str]) -> dict:
