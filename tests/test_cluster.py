@@ -26,7 +26,13 @@ marks = pathlib.Path("times"); marks.mkdir(exist_ok=True)
 tries = marks / (name + ".tries")
 tries.write_text(str(int(tries.read_text()) + 1 if tries.exists() else 1))
 if pathlib.Path("kill-" + name).exists() and tries.read_text() == "1":
-    os.kill(os.getppid(), 9)  # the Dask worker running this stage dies mid-stage
+    import psutil  # the Dask worker running this stage dies mid-stage (the nearest python above the
+    worker = psutil.Process().parent()  # stage's shell and its group leader: a shell may not exec `-c`)
+    while "python" not in worker.name() or "segbench.cluster.group" in " ".join(worker.cmdline()):
+        worker = worker.parent()
+    (marks / (name + ".orphan")).write_text(str(os.getpid()))
+    worker.kill()
+    time.sleep(60)  # a stage left running would outlive the test
 out = pathlib.Path("out") / (name.replace("@", "-") + ".txt"); out.parent.mkdir(exist_ok=True)
 out.write_text("partial")  # what an interrupted stage leaves behind
 sleep = pathlib.Path("sleep-" + name.split("@")[0])  # a slow stage group, for the tests that interrupt one
@@ -166,6 +172,9 @@ def test_a_killed_worker_reruns_its_stage(project, hand_cluster):
     done = cluster_repro(project, "--scheduler", hand_cluster.ready(), "train@a-1")  # its nanny restarts it
     assert done.returncode == 0, done.stderr + done.stdout
     assert (project / "times" / "train@a-1.tries").read_text() == "2"  # killed once, run again by a new worker
+    import psutil  # the killed try ended with its worker, rather than run on beside the retry
+    first = int((project / "times" / "train@a-1.orphan").read_text())
+    assert not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE
     assert set(lock_entries(project)) == {"download", "train@a-1"}
     assert "up to date" in dvc(project, "status", "train@a-1")
 

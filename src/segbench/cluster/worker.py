@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -123,16 +124,16 @@ def _cancelled(name: str) -> bool:
 
 
 def _run_one(cmd: str, task: StageTask, env: dict[str, str], cores: list[int], log) -> int:
-    # DVC's way: the user's shell, `-c`, in the stage's wdir (dvc/stage/run.py); its own session, so a
-    # cancel ends the whole process group; killed with the worker (PDEATHSIG) rather than left behind.
+    # DVC's way: the user's shell, `-c`, in the stage's wdir (dvc/stage/run.py); in a session of its
+    # own, so a cancel ends the whole process group, led by segbench.cluster.group, which ends the
+    # group when this worker dies rather than leave the stage running beside its retry.
     def child_setup() -> None:
         if cores:
             os.sched_setaffinity(0, cores)
-        _die_with_parent()
 
     shell = os.getenv("SHELL") or "/bin/sh"
-    proc = subprocess.Popen([shell, "-c", cmd], cwd=Path(task.root) / task.wdir, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=child_setup)
+    proc = subprocess.Popen([sys.executable, "-m", "segbench.cluster.group", shell, cmd], cwd=Path(task.root) / task.wdir,
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=child_setup)
     while True:
         try:
             return proc.wait(timeout=POLL_S)
@@ -154,13 +155,6 @@ def _stage_environ() -> dict[str, str]:
 
     dask_set = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **dask.config.get("distributed.nanny.environ", {})}
     return {k: v for k, v in os.environ.items() if k not in dask_set or str(dask_set[k]) != v}
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def run_stage(task: StageTask) -> StageResult:
