@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dvc.utils.serialize import modify_yaml
 
 from segbench.commands.demo import inline_list, quick_params
@@ -64,16 +66,34 @@ def shrink_params(params_path: Path, *, seeds: int = 1, epochs: int = 1, image_s
             params.setdefault(name, {}).update(values)
 
 
-def one_model_per_architecture(params_path: Path) -> list[str]:
-    """Keep the first model of each architecture and backbone (the code a run exercises) and drop
-    the rest, which differ only in options validated by `segbench check`; the models kept."""
-    kept: dict[tuple, str] = {}
+def model_code_key(params: dict, entry: Any) -> tuple:
+    """What decides the code a model runs: the task (its heads), architecture, backbone and encoder;
+    two models with one key differ only in options that `segbench check` validates."""
+    spec = entry if isinstance(entry, dict) else {}
+    return params.get("task", "segmentation"), spec.get("arch"), spec.get("backbone"), spec.get("encoder")
+
+
+def first_runs(params_files: list[Path]) -> dict[Path, list[str]]:
+    """For files reduced in this order, the models each runs so that the code of every model of every
+    file runs once: a file's first model of each key not seen in an earlier file. A file all of whose
+    keys ran earlier still runs its first model that trains (or its first model), so every file runs."""
+    seen: set[tuple] = set()
+    runs: dict[Path, list[str]] = {}
+    for path in params_files:
+        params = yaml.safe_load(Path(path).read_text())
+        models = params.get("models") or {}
+        keys = {name: model_code_key(params, entry) for name, entry in models.items()}
+        kept = [name for name, key in keys.items() if key not in seen and not seen.add(key)]
+        if not kept and models:
+            learned = [name for name, key in keys.items() if key[1] != "prior_baseline"]
+            kept = (learned or list(models))[:1]
+        runs[Path(path)] = kept
+    return runs
+
+
+def keep_models(params_path: Path, kept: list[str]) -> None:
+    """Drop every model of the file but `kept`, leaving the rest of the file as it is."""
     with modify_yaml(Path(params_path)) as params:
         models = params.get("models") or {}
-        for name, entry in models.items():
-            spec = entry if isinstance(entry, dict) else {}
-            kept.setdefault((spec.get("arch"), spec.get("backbone"), spec.get("encoder")), name)
-        for name in [m for m in models if m not in kept.values()]:
+        for name in [m for m in models if m not in kept]:
             del models[name]
-    return list(kept.values())
-
