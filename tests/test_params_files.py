@@ -7,6 +7,7 @@ runs once across the files (reduced.first_runs), so a model shared by two files 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import time
@@ -32,7 +33,6 @@ def test_every_shipped_file_is_listed():
 
 def test_the_reduced_runs_run_the_code_of_every_model_of_every_file():
     import yaml
-
     from reduced import model_code_key
 
     run = {model_code_key(yaml.safe_load(f.read_text()), yaml.safe_load(f.read_text())["models"][m])
@@ -83,7 +83,7 @@ def assert_every_model_reported(workspace: Path) -> None:
     assert all(re.search(rf"\b{re.escape(model)}\b", summary) for model in params.models), summary
 
 
-SYNTHETIC = [p for p in SHIPPED if "camvid" not in p.name]
+SYNTHETIC = [p for p in SHIPPED if "camvid" not in p.name and "mask_depth" not in p.name]
 
 
 @pytest.mark.integration
@@ -107,3 +107,34 @@ def test_reduced_repro_of_camvid_reads_it_in_place(workspace):
     # nothing from the dataset is copied into the workspace, and a second run has nothing to do
     assert not list((workspace / "data/raw").glob("*.png")) and not (workspace / "data/raw/train").exists()
     assert ran_stages(dvc(["repro"], workspace, timeout=3600).stdout) == set()
+
+
+@pytest.mark.integration
+def test_reduced_repro_of_mask_depth_writes_every_depth_key(workspace):
+    """The seg_depth task through the whole DAG: every depth metric, logged curve, plot and summary line."""
+    import pandas as pd
+    from test_seg_depth import DEPTH_KEYS
+
+    reproduce(REPO / "params" / "mask_depth.yaml", workspace)
+    assert_every_model_reported(workspace)
+    params = load_params(workspace / "params.yaml")
+    for model in params.models:
+        ev = json.loads((workspace / paths.metrics_path(model, "eval")).read_text())  # summaries over the seeds
+        assert DEPTH_KEYS <= ev.keys() and {"miou", "iou_per_class"} <= ev.keys()
+        mean = {k: ev[k]["mean"] for k in DEPTH_KEYS}
+        assert all(math.isfinite(mean[k]) for k in DEPTH_KEYS)
+        assert mean["depth_rmse"] > 0 and 0 <= mean["depth_delta1"] <= mean["depth_delta2"] <= mean["depth_delta3"] <= 1
+        train = json.loads((workspace / paths.metrics_path(model, "train")).read_text())
+        assert {"best_val_depth_rmse", "final_train_mask_loss", "final_train_depth_loss"} <= train.keys()
+        logged = workspace / paths.train_log_dir(model, params.seeds[0]) / "plots/metrics"
+        for metric in ("train_mask_loss", "train_depth_loss", "val_mask_loss", "val_depth_loss", "val_depth_rmse"):
+            assert len(pd.read_csv(logged / f"{metric}.tsv", sep="\t")) == 1, metric  # one per epoch
+        assert (workspace / f"plots/{model}/predictions.png").read_bytes()[:4] == b"\x89PNG"
+        prof = json.loads((workspace / paths.metrics_path(model, "profile")).read_text())
+        assert prof["params"] > 0 and prof["latency_cpu_ms"] > 0
+    table = pd.read_csv(workspace / "plots/measured/depth_rmse_vs_cost.csv")
+    assert set(table["model"]) == set(params.models) and table["depth_rmse"].notna().all()
+    summary = (workspace / "plots/summary.md").read_text()
+    assert "depth RMSE (m)" in summary and "mean-depth RMSE (m)" in summary
+    curves = pd.read_csv(workspace / "plots/training_curves.csv")
+    assert curves["val_depth_rmse"].notna().sum() == len(params.models)  # one epoch per model

@@ -1,17 +1,13 @@
 """Task seg_depth: depth metrics against closed forms, depth losses, params checks, the report's
 depth plots, and one real `dvc repro` of the tiny DAG with a two-head model."""
 import copy
-import json
 import math
-import sys
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from conftest import TINY_PARAMS, run, write_params
+from conftest import TINY_PARAMS
 
-from segbench import paths
 from segbench.config import params_from_dict
 from segbench.errors import ConfigError
 from segbench.losses import Criterion, DepthLoss, Term, build_loss
@@ -170,41 +166,7 @@ def test_segmentation_only_metrics_give_an_empty_depth_table_and_no_depth_column
     assert "depth_rmse" not in summary_table([seg]).columns
 
 
-# --- the tiny DAG, for real ---------------------------------------------------------------------
+# --- the tiny DAG, for real: tests/test_params_files.py runs params/mask_depth.yaml through it -------
 
 DEPTH_KEYS = {"depth_rmse", "depth_mae", "depth_abs_rel", "depth_delta1", "depth_delta2", "depth_delta3",
               "depth_rmse_mean_baseline", "depth_abs_rel_mean_baseline", "depth_rmse_vs_mean_baseline"}
-
-
-@pytest.mark.integration
-def test_seg_depth_run_through_the_tiny_dag_writes_every_key(workspace):
-    params = copy.deepcopy(TINY_PARAMS)
-    params["seeds"] = [0]  # one training seed (dvc.yaml's matrix reads it from params.yaml)
-    params["task"] = "seg_depth"
-    params["train"].update(epochs=2, depth_loss="huber", select="depth_rmse")
-    # one model keeps the suite short; the shared-decoder variant is covered in test_multitask_models.py
-    params["models"] = {"lean": {"arch": "unet_lean", "base_channels": 4, "depth_decoder": "separate"}}
-    write_params(workspace / "params.yaml", params)
-    run([sys.executable, "-m", "dvc", "repro"], workspace)
-
-    for model in params["models"]:
-        ev = json.loads((workspace / f"metrics/{model}/eval.json").read_text())  # summaries over the seeds
-        assert DEPTH_KEYS <= ev.keys() and {"miou", "iou_per_class"} <= ev.keys()
-        mean = {k: ev[k]["mean"] for k in DEPTH_KEYS}
-        assert all(math.isfinite(mean[k]) for k in DEPTH_KEYS)
-        assert mean["depth_rmse"] > 0 and 0 <= mean["depth_delta1"] <= mean["depth_delta2"] <= mean["depth_delta3"] <= 1
-        train = json.loads((workspace / f"metrics/{model}/train.json").read_text())
-        assert {"best_val_depth_rmse", "final_train_mask_loss", "final_train_depth_loss"} <= train.keys()
-        logged = workspace / paths.train_log_dir(model, 0) / "plots/metrics"
-        for metric in ("train_mask_loss", "train_depth_loss", "val_mask_loss", "val_depth_loss", "val_depth_rmse"):
-            rows = pd.read_csv(logged / f"{metric}.tsv", sep="\t")
-            assert len(rows) == 2, metric  # one per epoch
-        assert (workspace / f"plots/{model}/predictions.png").read_bytes()[:4] == b"\x89PNG"
-        prof = json.loads((workspace / f"metrics/{model}/profile.json").read_text())
-        assert prof["params"] > 0 and prof["latency_cpu_ms"] > 0
-    table = pd.read_csv(workspace / "plots/measured/depth_rmse_vs_cost.csv")
-    assert set(table["model"]) == set(params["models"]) and table["depth_rmse"].notna().all()
-    summary = (workspace / "plots/summary.md").read_text()
-    assert "depth RMSE (m)" in summary and "mean-depth RMSE (m)" in summary
-    curves = pd.read_csv(workspace / "plots/training_curves.csv")
-    assert curves["val_depth_rmse"].notna().sum() == 2
