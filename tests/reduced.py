@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from dvc.utils.serialize import modify_yaml
 
 from segbench.commands.demo import inline_list, quick_params

@@ -77,6 +77,7 @@ def _outside_burner() -> int:
     return int(out.split()[0])
 
 
+@pytest.mark.serial  # measures the machine's other load: alone, after the parallel part
 def test_contention_counts_other_processes_and_not_the_measured_one():
     cores = len(contention.usable_cpus())
     # The measured process itself spinning a core (as training does) is not contention.
@@ -103,6 +104,7 @@ def test_contention_counts_other_processes_and_not_the_measured_one():
     assert "\n" not in line and "profiling unet" in line and "quality metrics are unaffected" in line
 
 
+@pytest.mark.serial  # measures the machine's other load: alone, after the parallel part
 def test_children_of_the_measured_process_are_its_own():
     """DataLoader workers and torchrun ranks are the run itself."""
     code = "import time\nend = time.perf_counter() + 1.5\nwhile time.perf_counter() < end: pass"
