@@ -65,6 +65,14 @@ def test_latency_is_the_forward_pass_not_the_input_creation(monkeypatch):
     assert 2 / 0.007 <= result["throughput_cpu_ips"] <= 2 / 0.005
 
 
+def test_a_quiet_wait_is_bounded_and_recorded():
+    """profile.quiet_wait_s > 0: timing starts once the machine is quiet or after that many seconds
+    (one more window at most), and the metrics say how long it waited and whether it was quiet."""
+    result = profiled(nn.Conv2d(3, 4, 3, padding=1), (16, 16), input_sizes=[], quiet_wait_s=0.6)
+    assert 0.5 <= result["quiet_wait_s"] < 0.6 + 0.5 + 1.0 and isinstance(result["started_quiet"], bool)
+    assert "quiet_wait_s" not in profiled(nn.Conv2d(3, 4, 3, padding=1), (16, 16), input_sizes=[])  # FAST: 0, no wait
+
+
 def test_keys_per_size_threads_and_no_cuda_keys_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     before = torch.get_num_threads()
