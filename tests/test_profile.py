@@ -188,6 +188,17 @@ def test_rounds_combine_to_the_geometric_mean_with_a_t_interval_over_their_media
     assert out["latency_cpu_ci95_low_ms"] < 10.0 and out["latency_cpu_ci95_high_ms"] > 12.1
 
 
+def test_the_p90_is_never_below_the_median_when_rounds_have_unequal_runs():
+    """A busy round stops at its few minimum runs, a quiet one runs many: pooled over runs, the p90 was
+    the quiet round's and fell below the median (one per round). Combined per round, it cannot."""
+    key = LatencyKey("cpu")
+    rounds = [{key: timing_module.Timing(np.full(3, 50.0), "max_runs")},
+              {key: timing_module.Timing(np.linspace(9.0, 11.0, 40), "stable")}]
+    out = timing_module.combine_rounds(rounds)
+    assert out["latency_cpu_p90_ms"] >= out["latency_cpu_ms"] >= out["latency_cpu_min_ms"] == 9.0
+    assert out["latency_cpu_p90_ms"] == pytest.approx(np.sqrt(50.0 * np.percentile(np.linspace(9.0, 11.0, 40), 90)))
+
+
 def test_one_round_falls_back_to_the_interval_of_its_median():
     key = LatencyKey("cpu", "", (48, 64))
     times = np.linspace(9.0, 11.0, 41)
