@@ -47,6 +47,7 @@ class NeedsWideInput(nn.Module):
         return x
 
 
+@pytest.mark.serial  # bounds a wall-clock time (5-7 ms for a 5 ms sleep): alone, after the parallel part
 def test_latency_is_the_forward_pass_not_the_input_creation(monkeypatch):
     made = []
     real_make_input = latency.make_input
