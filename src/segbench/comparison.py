@@ -20,7 +20,6 @@ from . import paths
 from .errors import DataError
 from .io import load_npz
 from .stats import (
-    CONFIDENCE,
     EQUIVALENT,
     INCONCLUSIVE,
     SCORE_RULES,
@@ -29,7 +28,7 @@ from .stats import (
     bootstrap_weights,
     compare,
     holm_levels,
-    holm_reject,
+    holm_steps,
     prob_best,
     seed_scores,
     seeds_needed,
@@ -121,7 +120,9 @@ def _against_best(models: list[str], best: str, vs_best: dict[str, Comparison], 
     """
     others = [m for m in models if m != best]
     unordered = [(j, i) for j in range(len(models)) for i in range(j + 1, len(models))]
-    reject = holm_reject([pairs[p].p_value for p in unordered]) if unordered else []
+    p_values = np.array([pairs[p].p_value for p in unordered])
+    levels = holm_levels(p_values)  # Holm's procedure over every pair: rejected where p <= level
+    reject = p_values <= levels
     better = np.zeros((len(models), len(models)), bool)
     for (j, i), r in zip(unordered, reject):
         if r:
@@ -129,8 +130,8 @@ def _against_best(models: list[str], best: str, vs_best: dict[str, Comparison], 
     b = models.index(best)
     # each model - best with its interval at the level Holm tests that pair at: the interval shown beside a
     # verdict excludes 0 exactly when the verdict is "worse" (a plain 95% one could exclude 0 beside "inconclusive")
-    levels = dict(zip(unordered, holm_levels([pairs[p].p_value for p in unordered]))) if unordered else {}
-    vs_best_holm = {m: vs_best[m].at_level(levels[tuple(sorted((models.index(m), b)))]) for m in others}
+    pair_of = {m: unordered.index(tuple(sorted((models.index(m), b)))) for m in others}  # its index in unordered
+    vs_best_holm = {m: vs_best[m].at_level(levels[pair_of[m]]) for m in others}
     verdicts = {best: "best"}
     for m in others:
         c = vs_best_holm[m]
@@ -138,9 +139,8 @@ def _against_best(models: list[str], best: str, vs_best: dict[str, Comparison], 
         verdicts[m] = "worse" if better[b, models.index(m)] else (EQUIVALENT if inside else INCONCLUSIVE)
     # the seeds that would settle model vs best, at the level Holm tests that pair at now (its rank among the
     # pairs' p-values): the level of the statement ("could be best") it would settle
-    rank = {pair: r for r, pair in enumerate(sorted(unordered, key=lambda p: pairs[p].p_value))}
-    level = {m: (1 - CONFIDENCE) / (len(unordered) - rank[tuple(sorted((models.index(m), models.index(best))))])
-             for m in others}
+    steps = holm_steps(p_values)
+    level = {m: float(steps[pair_of[m]]) for m in others}
     needed = {m: (seeds_needed(vs_best[m], confidence=1 - level[m]), level[m])
               for m in others if verdicts[m] == "inconclusive"}
     def identical(x: int, y: int) -> bool:  # the same per-seed scores: their order is params order, not noise

@@ -169,28 +169,31 @@ MAX_SEEDS = 1000  # beyond this a seed count is not advice
 def holm_reject(p_values, alpha: float = 1 - CONFIDENCE) -> np.ndarray:
     """Holm's step-down procedure: which hypotheses are rejected with family-wise error <= alpha."""
     p = np.asarray(p_values, float)
-    order = np.argsort(p, kind="stable")
-    thresholds = alpha / (len(p) - np.arange(len(p)))
-    passed = np.cumprod(p[order] <= thresholds).astype(bool)  # stop at the first that fails
-    rejected = np.zeros(len(p), bool)
-    rejected[order] = passed
-    return rejected
+    return p <= holm_levels(p, alpha)
+
+
+def holm_steps(p_values, alpha: float = 1 - CONFIDENCE) -> np.ndarray:
+    """Per hypothesis, its own Holm step alpha / (m - rank), rank 0 for the smallest p-value."""
+    p = np.asarray(p_values, float)
+    steps = np.empty(len(p))
+    steps[np.argsort(p, kind="stable")] = alpha / (len(p) - np.arange(len(p)))
+    return steps
 
 
 def holm_levels(p_values, alpha: float = 1 - CONFIDENCE) -> np.ndarray:
-    """Per hypothesis, the level whose interval agrees with holm_reject: its own step alpha / (m - rank)
-    (the level seeds_needed uses), except for one that passes its own step but is not rejected because
-    the procedure stopped earlier: that one gets the stopping step. Its interval excludes 0 exactly
-    when Holm rejects it, so an interval and its verdict never disagree."""
+    """Per hypothesis, the level whose interval agrees with Holm's procedure: its own step (holm_steps,
+    the level seeds_needed uses), except for one that passes its own step but is not rejected because
+    the procedure stopped earlier: that one gets the stopping step. p <= level exactly when Holm
+    rejects (holm_reject is that), so an interval at this level and its verdict never disagree."""
     p = np.asarray(p_values, float)
     order = np.argsort(p, kind="stable")
-    thresholds = alpha / (len(p) - np.arange(len(p)))
-    passes = p[order] <= thresholds
-    failed = np.flatnonzero(~passes)
-    stop = thresholds[failed[0]] if failed.size else math.inf
-    stopped = passes & (np.arange(len(p)) > (failed[0] if failed.size else len(p)))
+    thresholds = holm_steps(p, alpha)[order]
+    failed = np.flatnonzero(p[order] > thresholds)
+    if not failed.size:
+        return holm_steps(p, alpha)
+    after_stop = np.arange(len(p)) > failed[0]
     levels = np.empty(len(p))
-    levels[order] = np.where(stopped, stop, thresholds)
+    levels[order] = np.where(after_stop & (p[order] <= thresholds), thresholds[failed[0]], thresholds)
     return levels
 
 
