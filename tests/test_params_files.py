@@ -35,10 +35,9 @@ def test_the_reduced_runs_run_the_code_of_every_model_of_every_file():
     import yaml
     from reduced import model_code_key
 
-    run = {model_code_key(yaml.safe_load(f.read_text()), yaml.safe_load(f.read_text())["models"][m])
-           for f, models in RUNS.items() for m in models}
-    every = {model_code_key(params, entry) for f in SHIPPED
-             for params in [yaml.safe_load(f.read_text())] for entry in params["models"].values()}
+    raw = {f: yaml.safe_load(f.read_text()) for f in SHIPPED}
+    run = {model_code_key(raw[f], raw[f]["models"][m]) for f, models in RUNS.items() for m in models}
+    every = {model_code_key(params, entry) for params in raw.values() for entry in params["models"].values()}
     assert every == run and all(RUNS[f] for f in SHIPPED), RUNS
 
 
