@@ -6,6 +6,8 @@ Python and file blocks share one working tree, in order, with params shrunk befo
 
 What a block is, from the Markdown around it:
   - a line `*Not run by the tests: <reason>.*` just before it: skipped, with that reason;
+  - a line `<!-- run by: tests/FILE.py::TEST -->` just before it: not run here, because that test runs
+    the same command and asserts what it does (tests/test_docs.py checks that the test exists);
   - a line `<!-- file: PATH -->` just before it: its text is written to PATH (relative to the
     scratch copy); a params file (params.yaml, params/*.yaml) is then checked with
     `segbench --params PATH check`;
@@ -30,6 +32,7 @@ SHELL = {"bash", "sh", "console", "shell"}
 RUNNABLE = SHELL | {"python", "yaml"}
 SKIP_RE = re.compile(r"^\*Not run by the tests:(?P<reason>.*?)\.?\*\s*$")
 FILE_RE = re.compile(r"^<!--\s*file:\s*(?P<path>\S+)\s*-->\s*$")
+RUN_BY_RE = re.compile(r"^<!--\s*run by:\s*(?P<test>tests/[\w/.-]+\.py::\w+)\s*-->\s*$")
 COMMENT_RE = re.compile(r"^<!--.*-->$")
 FENCE_RE = re.compile(r"^(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)")
 INSTALL_RE = re.compile(r"pip install|python3? -m venv")
@@ -46,6 +49,11 @@ class Block:
     text: str
     skip_reason: str | None = None   # set (maybe empty) when marked "Not run by the tests"
     file: str | None = None          # where a file block is written
+    run_by: str | None = None        # the test (tests/FILE.py::TEST) that runs this command instead
+
+    @property
+    def runs_here(self) -> bool:
+        return self.skip_reason is None and self.run_by is None
 
     @property
     def where(self) -> str:
@@ -60,18 +68,20 @@ class BlockFailed(AssertionError):
     """A docs block exited non-zero (or wrote a params file `segbench check` refuses)."""
 
 
-def _markers(lines: list[str], fence_index: int) -> tuple[str | None, str | None]:
-    """The skip reason and file target among the non-blank lines just above a fence."""
-    reason = target = None
+def _markers(lines: list[str], fence_index: int) -> tuple[str | None, str | None, str | None]:
+    """The skip reason, file target and running test among the non-blank lines just above a fence."""
+    reason = target = run_by = None
     above = [line.strip() for line in reversed(lines[:fence_index]) if line.strip()]
     for line in above[:3]:  # a file line, a skip line and another comment (<!-- test-command -->) may stack
         if (m := FILE_RE.match(line)) and target is None:
             target = m.group("path")
+        elif (m := RUN_BY_RE.match(line)) and run_by is None:
+            run_by = m.group("test")
         elif (m := SKIP_RE.match(line)) and reason is None:
             reason = m.group("reason").strip()
         elif not COMMENT_RE.match(line):
             break
-    return reason, target
+    return reason, target, run_by
 
 
 def collect(path: Path) -> list[Block]:
@@ -91,9 +101,9 @@ def collect(path: Path) -> list[Block]:
             body.append(lines[i])
             i += 1
         i += 1
-        reason, target = _markers(lines, start)
+        reason, target, run_by = _markers(lines, start)
         if lang in RUNNABLE or target:
-            blocks.append(Block(path, start + 1, lang, "\n".join(body) + "\n", reason, target))
+            blocks.append(Block(path, start + 1, lang, "\n".join(body) + "\n", reason, target, run_by))
     return blocks
 
 
@@ -129,9 +139,15 @@ def _shrink(block: Block, work: Path, keep: frozenset[str], done: set[str]) -> N
     """Reduced size, once per page and file: params.yaml and every params/*.yaml the block names go
     through shrink_params, then keep only the first model and those the page's commands name
     (`keep`): a page shows a workflow, and every model of every shipped params file runs in the
-    params-file tests. Once: a later block sees the file as the page's commands left it."""
+    params-file tests. Once: a later block sees the file as the page's commands left it.
+
+    The dropped models' and seeds' stages leave entries in the copy's dvc.lock that DVC parses and
+    rewrites at every stage it runs (about 2.5 s each); they go, as `segbench check --prune-lock`
+    deletes them: the cut made them, not the page."""
     from dvc.utils.serialize import modify_yaml
     from reduced import shrink_params  # tests/reduced.py: the one definition of "reduced size"
+
+    from segbench.commands.check import LOCK_FILE, prune_lock
 
     for name in {"params.yaml", *PARAMS_FILE_RE.findall(block.text)} - done:
         if (work / name).is_file():
@@ -141,11 +157,13 @@ def _shrink(block: Block, work: Path, keep: frozenset[str], done: set[str]) -> N
                 for model in list(params.get("models") or {})[1:]:
                     if model not in keep:
                         del params["models"][model]
+            if name == "params.yaml" and (work / LOCK_FILE).is_file():
+                prune_lock(work)
 
 
 def named_words(blocks: list[Block]) -> frozenset[str]:
     """The words of a page's commands that run, which may name a model (models.unet..., evaluate@unet-0)."""
-    shell = [block.text for block in blocks if block.lang in SHELL and block.skip_reason is None and not block.file]
+    shell = [block.text for block in blocks if block.lang in SHELL and block.runs_here and not block.file]
     return frozenset(re.findall(r"[A-Za-z_]\w*", "\n".join(shell)))
 
 
@@ -186,7 +204,7 @@ def run_page(blocks: list[Block], work: Path, shrink: bool = True) -> int:
     """Run a page's unmarked blocks in order in `work`; the number run."""
     ran, keep, done = 0, named_words(blocks), set()
     for block in blocks:
-        if block.skip_reason is None:
+        if block.runs_here:
             run_block(block, work, shrink=shrink, keep=keep, done=done)
             ran += 1
     return ran

@@ -389,3 +389,26 @@ def test_check_names_the_lock_entries_of_removed_stages(tmp_path, monkeypatch, c
     assert line.startswith("dvc.lock: 2 entries for stages dvc.yaml no longer defines (renamed, kept@gone)"), line
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"kept@a": entry}}))
     assert lock_check(tmp_path) == "dvc.lock: every entry is a stage of dvc.yaml"
+
+
+def test_prune_lock_deletes_only_the_leftovers_and_keeps_the_rest_as_written(tmp_path):
+    import subprocess
+    import sys
+
+    from segbench.commands.check import prune_lock
+    from segbench.errors import ConfigError
+
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  kept:\n    foreach: [a, b]\n    do:\n      cmd: echo ${item}\n")
+    kept = ("  kept@a:\n    cmd: echo a\n    deps:\n    - path: x\n      hash: md5\n      md5: 0123456789abcdef0123456789abcdef\n"
+            "      size: 2\n  kept@b:\n    cmd: echo b\n")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages:\n  gone@a:\n    cmd: echo gone\n" + kept +
+                                       "  renamed:\n    cmd: echo old\n")
+    assert prune_lock(tmp_path).startswith("dvc.lock: deleted 2 entries for stages dvc.yaml no longer defines "
+                                           "(gone@a, renamed)")
+    assert (tmp_path / "dvc.lock").read_text() == "schema: '2.0'\nstages:\n" + kept
+    assert prune_lock(tmp_path) == "dvc.lock: every entry is a stage of dvc.yaml; nothing to prune"
+    (tmp_path / "dvc.yaml").write_text("stages:\n  kept:\n    foreach: ${nosuchvar}\n    do:\n      cmd: echo\n")
+    with pytest.raises(ConfigError, match=r"^dvc\.lock: not pruned \(.*nosuchvar"):
+        prune_lock(tmp_path)
+    assert (tmp_path / "dvc.lock").read_text() == "schema: '2.0'\nstages:\n" + kept

@@ -1,5 +1,6 @@
-"""`segbench check`: validate the params file, say whether this machine matches the one that made metrics/,
-and whether dvc.lock still records stages that dvc.yaml no longer defines."""
+"""`segbench check [--prune-lock]`: validate the params file, say whether this machine matches the one that
+made metrics/, and whether dvc.lock still records stages that dvc.yaml no longer defines (--prune-lock:
+delete those entries)."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,9 @@ PIPELINE = "dvc.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--prune-lock", action="store_true",
+                        help=f"delete {LOCK_FILE}'s entries of stages {PIPELINE} no longer defines (over the params "
+                             "file's models and seeds); a stage that comes back later runs again unless DVC's run cache holds it")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -27,7 +30,7 @@ def run(args: argparse.Namespace) -> None:
     print(f"{args.params}: ok ({len(params.models)} models: {', '.join(params.models)}){against}")
     print(environment_check(list(params.models)))
     if Path(LOCK_FILE).is_file():
-        print(lock_check(Path.cwd()))
+        print(prune_lock(Path.cwd()) if args.prune_lock else lock_check(Path.cwd()))
 
 
 def environment_check(models: list[str]) -> str:
@@ -85,4 +88,29 @@ def lock_check(root: Path) -> str:
         return f"{LOCK_FILE}: every entry is a stage of dvc.yaml"
     shown = ", ".join(leftovers[:5]) + (f" and {len(leftovers) - 5} more" if len(leftovers) > 5 else "")
     return (f"{LOCK_FILE}: {len(leftovers)} entries for stages dvc.yaml no longer defines ({shown}); DVC keeps "
-            f"them and re-reads them at every stage it runs: delete them from {LOCK_FILE}")
+            f"them and re-reads them at every stage it runs: `segbench check --prune-lock` deletes them")
+
+
+def prune_lock(root: Path) -> str:
+    """Delete dvc.lock's leftover entries (leftover_lock_entries), keeping the rest of the file as DVC wrote it;
+    one line saying what went. The file is replaced whole or not at all."""
+    from dvc.exceptions import DvcException
+    from dvc.utils.serialize import dump_yaml, parse_yaml_for_update
+
+    from ..errors import ConfigError
+    from ..io import atomic_path
+
+    try:
+        leftovers = leftover_lock_entries(root)
+    except DvcException as exc:
+        raise ConfigError(f"{LOCK_FILE}: not pruned ({exc})") from None
+    if not leftovers:
+        return f"{LOCK_FILE}: every entry is a stage of dvc.yaml; nothing to prune"
+    path = root / LOCK_FILE
+    lock = parse_yaml_for_update(path.read_text(encoding="utf-8"), str(path))
+    for name in leftovers:
+        del lock["stages"][name]
+    with atomic_path(path) as tmp:
+        dump_yaml(tmp, lock)
+    shown = ", ".join(leftovers[:5]) + (f" and {len(leftovers) - 5} more" if len(leftovers) > 5 else "")
+    return f"{LOCK_FILE}: deleted {len(leftovers)} entries for stages dvc.yaml no longer defines ({shown})"
