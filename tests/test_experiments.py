@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TINY_PARAMS, copy_pipeline, dvc, ran_stages, run, write_params
+from conftest import REPO, TINY_PARAMS, copy_pipeline, dvc, ran_stages, run, segbench, write_params
 
 from segbench import paths
 
@@ -153,3 +153,8 @@ def test_documented_per_model_experiment_reruns_only_that_model(benchmark_repo, 
     assert yaml.safe_load((repo / "params.yaml").read_text())["models"]["unet"]["train"] == {"lr": 0.01}
     table = list(csv.DictReader(io.StringIO(dvc(["exp", "show", "--csv"], repo).stdout)))
     assert [row["models.unet.train.lr"] for row in table if row["typ"].startswith("branch")] == ["0.01"], table
+    # the rest of the docs' block (docs/experiments.md names this test as the one that runs it)
+    assert dvc(["exp", "show", "--no-pager"], repo).stdout.strip()  # a table as wide as the terminal: it runs
+    exps = segbench(["diff", "--exps"], repo)
+    assert exps.returncode == 0 and "1 experiment(s) against HEAD" in exps.stdout, exps.stdout + exps.stderr
+    assert "models.unet.train.lr" in exps.stdout, exps.stdout
