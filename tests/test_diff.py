@@ -314,7 +314,12 @@ def test_defaults_are_head_against_the_workspace(repo, monkeypatch, capsys):
 def test_an_experiment_name_is_a_revision(repo, monkeypatch, capsys):
     result = as_json(repo, monkeypatch, capsys, "a", "lr-up")
     assert result["b"]["name"] == "lr-up" and result["by_model"]["small"]["verdict"] == "better"
-    assert result["b"]["rev"] == git(repo, "for-each-ref", "--format=%(objectname)", "refs/exps").split()[0]
+    # the experiment's own ref (refs/exps/<baseline>/lr-up), not the first under refs/exps: DVC also keeps
+    # refs/exps/exec/EXEC_HEAD, which sorts first when the baseline's sha starts with f
+    refs = dict(line.split()[::-1] for line in git(repo, "for-each-ref", "--format=%(objectname) %(refname)",
+                                                   "refs/exps").splitlines())
+    (ref,) = [name for name in refs if name.endswith("/lr-up")]
+    assert result["b"]["rev"] == refs[ref]
 
 
 def test_exps_lists_every_experiment_with_its_params_and_verdicts(repo, monkeypatch, capsys):
