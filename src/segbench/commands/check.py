@@ -61,19 +61,26 @@ def environment_check(models: list[str]) -> str:
             f"reproduce their timings, and quality may differ in the last digits")
 
 
-def leftover_lock_entries(root: Path) -> list[str]:
-    """Stages dvc.lock records that dvc.yaml (expanded over params.yaml's models and seeds) no longer defines.
+def leftover_lock_entries(root: Path, recorded: dict | None = None) -> list[str]:
+    """Stages dvc.lock records (`recorded`: its `stages` mapping, read from root/dvc.lock when not given)
+    that dvc.yaml (expanded over params.yaml's models and seeds) no longer defines.
 
     DVC keeps the entry of a removed or renamed stage for good, and every stage it runs parses and rewrites
     the whole dvc.lock, so leftovers slow every stage of every later run."""
     import yaml
     from dvc.repo import Repo
 
-    pipeline = (root / "dvc.yaml").resolve()
+    pipeline = (root / PIPELINE).resolve()
     with Repo(str(root)) as repo:
         defined = {stage.name for stage in repo.index.stages if Path(stage.dvcfile.path).resolve() == pipeline}
-    recorded = (yaml.safe_load((root / LOCK_FILE).read_text()) or {}).get("stages", {})
+    if recorded is None:
+        recorded = (yaml.safe_load((root / LOCK_FILE).read_text()) or {}).get("stages", {})
     return [name for name in recorded if name not in defined]
+
+
+def _named(leftovers: list[str]) -> str:
+    shown = ", ".join(leftovers[:5]) + (f" and {len(leftovers) - 5} more" if len(leftovers) > 5 else "")
+    return f"{len(leftovers)} entries for stages {PIPELINE} no longer defines ({shown})"
 
 
 def lock_check(root: Path) -> str:
@@ -85,9 +92,8 @@ def lock_check(root: Path) -> str:
     except DvcException as exc:
         return f"{LOCK_FILE}: not checked ({exc})"
     if not leftovers:
-        return f"{LOCK_FILE}: every entry is a stage of dvc.yaml"
-    shown = ", ".join(leftovers[:5]) + (f" and {len(leftovers) - 5} more" if len(leftovers) > 5 else "")
-    return (f"{LOCK_FILE}: {len(leftovers)} entries for stages dvc.yaml no longer defines ({shown}); DVC keeps "
+        return f"{LOCK_FILE}: every entry is a stage of {PIPELINE}"
+    return (f"{LOCK_FILE}: {_named(leftovers)}; DVC keeps "
             f"them and re-reads them at every stage it runs: `segbench check --prune-lock` deletes them")
 
 
@@ -100,17 +106,16 @@ def prune_lock(root: Path) -> str:
     from ..errors import ConfigError
     from ..io import atomic_path
 
+    path = root / LOCK_FILE
+    lock = parse_yaml_for_update(path.read_text(encoding="utf-8"), str(path))  # read once: checked, then written
     try:
-        leftovers = leftover_lock_entries(root)
+        leftovers = leftover_lock_entries(root, lock.get("stages") or {})
     except DvcException as exc:
         raise ConfigError(f"{LOCK_FILE}: not pruned ({exc})") from None
     if not leftovers:
-        return f"{LOCK_FILE}: every entry is a stage of dvc.yaml; nothing to prune"
-    path = root / LOCK_FILE
-    lock = parse_yaml_for_update(path.read_text(encoding="utf-8"), str(path))
+        return f"{LOCK_FILE}: every entry is a stage of {PIPELINE}; nothing to prune"
     for name in leftovers:
         del lock["stages"][name]
     with atomic_path(path) as tmp:
         dump_yaml(tmp, lock)
-    shown = ", ".join(leftovers[:5]) + (f" and {len(leftovers) - 5} more" if len(leftovers) > 5 else "")
-    return f"{LOCK_FILE}: deleted {len(leftovers)} entries for stages dvc.yaml no longer defines ({shown})"
+    return f"{LOCK_FILE}: deleted {_named(leftovers)}"
